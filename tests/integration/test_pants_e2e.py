@@ -1,0 +1,209 @@
+"""Real Pants 2.17.1 against a real `oci-cache serve`.
+
+The bundled example repository (examples/basic) is built twice, as two CI machines
+would: the first build fills the cache, the second one starts from an empty local store
+with the local cache disabled. Every remote-cacheable process of the second build must
+be served from the cache, and its outputs must be byte-identical to the first build's.
+
+Pants comes from .venv-pants (`scripts/bootstrap.sh --pants`). Without it the test is
+skipped, unless OCI_CACHE_REQUIRE_PANTS is set (scripts/test.sh sets it), then it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_REPO = REPO_ROOT / "examples" / "basic"
+PANTS = REPO_ROOT / ".venv-pants" / "bin" / "pants"
+GOALS = ["export-codegen", "test", "::"]
+PANTS_TIMEOUT_SECONDS = 300
+# --stats-log suggests installing hdrhistogram from PyPI on every run.
+HDRHISTOGRAM_HINT = "Please run with `--plugins=hdrhistogram`"
+COUNTER_LINE = re.compile(r"^\s+([a-z_]+): (\d+)$", re.M)
+# The remote-cacheable processes of `pants export-codegen test ::` in examples/basic (its
+# README lists them); Pants' own binary lookups are never remote-cached.
+CACHEABLE_PROCESSES = 15
+# --stats-log counters that must stay 0 when every process is served from the cache.
+ZERO_ON_A_FULLY_CACHED_BUILD = (
+    "remote_cache_requests_uncached",
+    "remote_cache_read_errors",
+    "remote_cache_request_timeouts",
+    "remote_cache_speculation_local_completed_first",  # local execution beat the cache
+    "remote_cache_write_attempts",  # something ran locally and was uploaded again
+    "remote_store_missing_digest",
+    "remote_store_request_timeouts",
+    "backtrack_attempts",
+)
+
+pytestmark = pytest.mark.pants
+
+
+@dataclass(frozen=True)
+class PantsRun:
+    name: str
+    returncode: int
+    output: str  # stdout and stderr, interleaved
+    counters: Dict[str, int]
+    seconds: float
+    distdir: Path
+
+    def describe(self) -> str:
+        tail = "\n".join(self.output.splitlines()[-60:])
+        return f"pants run {self.name!r} exited {self.returncode} after {self.seconds:.1f}s; output tail:\n{tail}"
+
+
+def pants_executable() -> Path:
+    if PANTS.is_file() and os.access(PANTS, os.X_OK):
+        return PANTS
+    reason = f"Pants 2.17.1 is not installed at {PANTS}; run `scripts/bootstrap.sh --pants`"
+    if os.environ.get("OCI_CACHE_REQUIRE_PANTS"):
+        pytest.fail(f"{reason} (OCI_CACHE_REQUIRE_PANTS is set)", pytrace=False)
+    pytest.skip(reason)
+
+
+def parse_counters(output: str) -> Dict[str, int]:
+    """The `Counters:` block that `--stats-log` prints at the end of a run."""
+    _, marker, counters_text = output.rpartition("Counters:")
+    if not marker:
+        return {}
+    return {name: int(value) for name, value in COUNTER_LINE.findall(counters_text)}
+
+
+def pants_environment(scratch: Path) -> Dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PANTS_")}
+    env["NO_SCIE_WARNING"] = "1"
+    # Pants' default caches (~/.cache/pants) live under XDG_CACHE_HOME: keep them in tmp.
+    env["XDG_CACHE_HOME"] = str(scratch / "xdg-cache")
+    return env
+
+
+@pytest.fixture
+def pants() -> Path:
+    """The Pants executable (skips or fails the test before any server is started)."""
+    return pants_executable()
+
+
+def run_pants(pants: Path, buildroot: Path, scratch: Path, name: str, store_address: str, *extra_args: str) -> PantsRun:
+    """One `--no-pantsd` Pants run with every directory of its own under `scratch/name`."""
+    run_dir = scratch / name
+    distdir = buildroot / f"dist-{name}"  # Pants requires the distdir inside the build root
+    argv: List[str] = [
+        str(pants),
+        "--no-pantsd",
+        "--no-pantsrc",
+        "--no-watch-filesystem",
+        f"--pants-workdir={run_dir / 'workdir'}",
+        f"--pants-distdir={distdir}",
+        f"--pants-subprocessdir={run_dir / 'pids'}",
+        f"--local-store-dir={run_dir / 'local-store'}",
+        f"--named-caches-dir={run_dir / 'named-caches'}",
+        f"--local-execution-root-dir={run_dir / 'sandboxes'}",
+        f"--remote-store-address={store_address}",
+        "--remote-cache-read",
+        "--remote-cache-write",
+        "--stats-log",
+        f"--ignore-warnings=['{HDRHISTOGRAM_HINT}']",
+        *extra_args,
+        *GOALS,
+    ]
+    (run_dir / "sandboxes").mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    completed = subprocess.run(
+        argv,
+        cwd=buildroot,
+        env=pants_environment(scratch),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=PANTS_TIMEOUT_SECONDS,
+    )
+    output = completed.stdout.decode("utf-8", errors="replace")
+    (scratch / f"{name}.log").write_text(output, encoding="utf-8")
+    return PantsRun(
+        name=name,
+        returncode=completed.returncode,
+        output=output,
+        counters=parse_counters(output),
+        seconds=time.monotonic() - started,
+        distdir=distdir,
+    )
+
+
+def tree_contents(root: Path) -> Dict[str, Tuple[bytes, bool]]:
+    """{relative path: (bytes, executable)} of every file under root."""
+    contents: Dict[str, Tuple[bytes, bool]] = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            executable = bool(path.stat().st_mode & stat.S_IXUSR)
+            contents[path.relative_to(root).as_posix()] = (path.read_bytes(), executable)
+    return contents
+
+
+def counter(run: PantsRun, name: str) -> int:
+    assert name in run.counters, f"--stats-log printed no {name}\n{run.describe()}"
+    return run.counters[name]
+
+
+def test_second_build_is_served_entirely_from_the_cache(pants: Path, running_server, tmp_path: Path) -> None:
+    buildroot = tmp_path / "repo"
+    shutil.copytree(EXAMPLE_REPO, buildroot)
+    scratch = tmp_path / "pants"
+
+    def report(run: PantsRun) -> str:
+        return f"{run.describe()}\nserver log tail:\n{running_server.log_text()[-4000:]}"
+
+    # A cold cache: every process misses, runs locally and is written to the cache.
+    first = run_pants(pants, buildroot, scratch, "first", running_server.address)
+    assert first.returncode == 0, report(first)
+    assert counter(first, "remote_cache_requests") == CACHEABLE_PROCESSES, report(first)
+    assert counter(first, "remote_cache_requests_uncached") == CACHEABLE_PROCESSES, report(first)
+    assert counter(first, "remote_cache_read_errors") == 0, report(first)
+    assert counter(first, "remote_cache_write_attempts") == CACHEABLE_PROCESSES, report(first)
+    assert counter(first, "remote_cache_write_successes") == CACHEABLE_PROCESSES, report(first)
+    assert counter(first, "remote_cache_write_errors") == 0, report(first)
+
+    # Another machine: an empty local store, and no local process cache.
+    second = run_pants(pants, buildroot, scratch, "second", running_server.address, "--no-local-cache")
+    assert second.returncode == 0, report(second)
+    assert counter(second, "remote_cache_requests") == CACHEABLE_PROCESSES, report(second)
+    nonzero = {name: counter(second, name) for name in ZERO_ON_A_FULLY_CACHED_BUILD if counter(second, name)}
+    assert nonzero == {}, report(second)
+    assert counter(second, "remote_cache_requests_cached") == CACHEABLE_PROCESSES, report(second)
+
+    first_outputs = tree_contents(first.distdir)
+    second_outputs = tree_contents(second.distdir)
+    assert len(first_outputs) >= 15, sorted(first_outputs)
+    assert len(first_outputs["codegen/gen/big/numbers.txt"][0]) > 4 * 1024 * 1024
+    assert first_outputs["codegen/gen/tiny/empty.txt"] == (b"", False)
+    assert first_outputs["codegen/gen/tree/x/y/hello.sh"][1], "the executable bit was lost"
+    assert sorted(second_outputs) == sorted(first_outputs)
+    differing = [path for path in first_outputs if first_outputs[path] != second_outputs[path]]
+    assert differing == [], f"outputs that differ between the builds: {differing}"
+
+    print(
+        f"\npants e2e: {CACHEABLE_PROCESSES} remote-cacheable processes; first build {first.seconds:.1f}s, "
+        f"second build (all from the cache) {second.seconds:.1f}s"
+    )
+
+
+def test_parse_counters_reads_the_stats_log_block() -> None:
+    output = (
+        "12:00:00.00 [INFO] Wrote dist/codegen\n"
+        "12:00:00.01 [INFO] Counters:\n"
+        "  remote_cache_requests: 15\n"
+        "  remote_cache_requests_cached: 14\n"
+        "12:00:00.02 [INFO] Observation histogram summaries:\n"
+    )
+    assert parse_counters(output) == {"remote_cache_requests": 15, "remote_cache_requests_cached": 14}
+    assert parse_counters("no stats here") == {}
