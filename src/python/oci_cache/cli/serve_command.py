@@ -22,6 +22,7 @@ from typing import Callable, List, Optional
 from oci_cache import __version__
 from oci_cache.daemon_state import DaemonState, remove_daemon_state, write_daemon_state
 from oci_cache.errors import CacheError
+from oci_cache.export_report import ExportReport
 from oci_cache.server.auth_interceptor import read_token_file
 from oci_cache.server.grpc_server import CacheServer, ServerOptions, build_server
 from oci_cache.sizes import parse_size
@@ -70,6 +71,9 @@ class Tiers:
     blobs: BlobStore
     action_cache: ActionCache
     close: Callable[[], None]
+    # Exports to every cache-to entry now (None: nothing to export to). Called by the
+    # control service, and once more at shutdown.
+    export: Optional[Callable[[], ExportReport]] = None
 
 
 def open_local_tiers(config: ServeConfig) -> Tiers:
