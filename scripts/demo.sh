@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
-# The main job, for now: Pants 2.17.1 builds the bundled example repository
-# (examples/basic) twice against `oci-cache serve`, the way two CI machines would:
+# The main job: Pants 2.17.1 builds the bundled example repository (examples/basic) twice
+# through the pants_oci_cache plugin, the way a user sets it up — the backend and an
+# [oci-cache] section in pants.toml, no address and no server started by hand:
 #
-#   1. a cold build: every process runs locally and is written to the cache;
-#   2. a build on a "fresh machine" (empty local store, --no-local-cache): every process
-#      should be served from the cache, with byte-identical outputs.
+#   1. a cold build: the plugin starts the oci-cache daemon, every process runs locally
+#      and is written to the daemon; at the end of the run the plugin has the daemon
+#      export its cache image. With no cache_from / cache_to configured (as here), that
+#      is the embedded default: an OCI image layout in the daemon's state directory
+#      (.cache/demo/oci-cache/<repo>-<key>/cache-image), imported again at every start;
+#   2. the daemon is stopped and its local store deleted, and the build runs again as a
+#      fresh machine would (an empty Pants local store, --no-local-cache): the plugin
+#      starts a new daemon, which imports the cache image, and every process is served
+#      from it, with byte-identical outputs.
+#
+# After each build the plugin prints its summary line (`oci-cache: H hits, M misses, ...;
+# exported N entries ... to type=local,dest=...`).
 #
 #   scripts/demo.sh
 #
-# Everything it writes is under .cache/demo/ (removed at the start of each demo). The
-# server is started here by hand; a later version lets the Pants plugin start it.
+# Everything it writes is under .cache/demo/ (removed at the start of each demo); the
+# daemon is stopped at the end (`oci-cache stop`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO_ROOT="$PWD"
@@ -19,54 +29,40 @@ export NO_SCIE_WARNING=1
 
 DEMO_DIR="$REPO_ROOT/.cache/demo"
 BUILDROOT="$DEMO_DIR/repo"
+STATE_DIR="$DEMO_DIR/oci-cache"
 PANTS="$REPO_ROOT/.venv-pants/bin/pants"
 GOALS=(export-codegen test ::)
-SERVER_PID=""
 
+if [[ -d "$STATE_DIR" ]]; then # a daemon left by an interrupted demo
+  .venv/bin/oci-cache stop --state-dir "$STATE_DIR" --no-export >/dev/null 2>&1 || true
+fi
 rm -rf "$DEMO_DIR"
 mkdir -p "$DEMO_DIR"
 cp -R examples/basic "$BUILDROOT"
 # Pants' default caches (~/.cache/pants) follow XDG_CACHE_HOME: keep them in the demo too.
 export XDG_CACHE_HOME="$DEMO_DIR/xdg-cache"
 
-# --- the cache server ---------------------------------------------------------------
+# --- the plugin's configuration: what a user adds to pants.toml ------------------------
+# (A second config file, so that the example's own pants.toml stays as it is.) The plugin
+# is installed in-repo: `pythonpath` makes `pants_oci_cache` importable by Pants; the
+# daemon runs on .venv's interpreter, which has the daemon's dependencies.
+cat >"$BUILDROOT/oci-cache.toml" <<TOML
+[GLOBAL]
+pythonpath = ["$REPO_ROOT/src/python"]
+backend_packages.add = ["pants_oci_cache"]
+remote_cache_read = true
+remote_cache_write = true
 
-stop_server() {
-  [[ -n "$SERVER_PID" ]] || return 0
-  if kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 1 100); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$SERVER_PID" 2>/dev/null; then
-      kill -KILL "$SERVER_PID" 2>/dev/null || true
-    fi
-  fi
-  wait "$SERVER_PID" 2>/dev/null || true
-  SERVER_PID=""
-}
+[oci-cache]
+state_dir = "$STATE_DIR"
+python = "$REPO_ROOT/.venv/bin/python"
+TOML
 
-start_server() {
-  .venv/bin/oci-cache serve --listen 127.0.0.1:0 --state-dir "$DEMO_DIR/server-state" \
-    >"$DEMO_DIR/server.out" 2>"$DEMO_DIR/server.log" &
-  SERVER_PID=$!
-  trap stop_server EXIT
-  trap 'exit 130' INT TERM # so that the EXIT trap stops the server
-  for _ in $(seq 1 300); do
-    if [[ -s "$DEMO_DIR/server.out" ]]; then
-      break
-    fi
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  SERVER_ADDRESS="$(sed -n '1s/^listening on //p' "$DEMO_DIR/server.out")"
-  if [[ "$SERVER_ADDRESS" != grpc://* ]]; then
-    echo "demo: oci-cache serve did not start; its log ($DEMO_DIR/server.log):" >&2
-    cat "$DEMO_DIR/server.log" >&2
-    exit 1
-  fi
+stop_daemon() {
+  .venv/bin/oci-cache stop --state-dir "$STATE_DIR" >"$DEMO_DIR/stop.log" 2>&1 || true
 }
+trap stop_daemon EXIT
+trap 'exit 130' INT TERM # so that the EXIT trap stops the daemon
 
 # --- Pants ----------------------------------------------------------------------------
 
@@ -83,6 +79,7 @@ pants_in_buildroot() {
   mkdir -p "$run_dir/sandboxes"
   start="$(now)"
   (cd "$BUILDROOT" && "$PANTS" --no-pantsd --no-pantsrc --no-watch-filesystem \
+    --pants-config-files="+['$BUILDROOT/oci-cache.toml']" \
     --pants-workdir="$run_dir/workdir" \
     --pants-subprocessdir="$run_dir/pids" \
     --local-store-dir="$run_dir/local-store" \
@@ -97,13 +94,12 @@ pants_in_buildroot() {
   fi
 }
 
-# build NAME ARGS...: the example build with the remote cache on, outputs in dist-NAME.
+# build NAME ARGS...: the example build, outputs in dist-NAME.
 build() {
   local name="$1"
   shift
   pants_in_buildroot "$name" \
     --pants-distdir="$BUILDROOT/dist-$name" \
-    --remote-store-address="$SERVER_ADDRESS" --remote-cache-read --remote-cache-write \
     --stats-log --ignore-warnings="['Please run with \`--plugins=hdrhistogram\`']" \
     "$@" "${GOALS[@]}"
 }
@@ -114,24 +110,39 @@ counter() {
     "$DEMO_DIR/$1.log"
 }
 
-# --- the demo -------------------------------------------------------------------------
+# plugin_summary NAME: the plugin's end-of-run line in that run's log.
+plugin_summary() {
+  grep -o 'oci-cache: [0-9]* hits\{0,1\},.*' "$DEMO_DIR/$1.log" | tail -n 1 || true
+}
 
-start_server
-echo "demo: oci-cache serve is listening on $SERVER_ADDRESS (pid $SERVER_PID)"
+# warnings NAME: the plugin's warnings in that run's log, if any.
+plugin_warnings() {
+  grep '\[oci-cache\]' "$DEMO_DIR/$1.log" || true
+}
+
+# --- the demo -------------------------------------------------------------------------
 
 echo "demo: measuring Pants start-up (pants --version) ..."
 pants_in_buildroot startup --version
 startup_seconds="$ELAPSED"
 
-echo "demo: build 1 (cold cache) ..."
+echo "demo: build 1 (cold: the plugin starts the daemon) ..."
 build cold
 cold_seconds="$ELAPSED"
+echo "      $(plugin_summary cold)"
 
-echo "demo: build 2 (fresh local store, --no-local-cache) ..."
+echo "demo: stopping the daemon and deleting its local store: only the cache image is left ..."
+stop_daemon
+rm -rf "$STATE_DIR"/*/store
+image_dir="$(ls -d "$STATE_DIR"/*/cache-image 2>/dev/null | head -n 1)"
+
+echo "demo: build 2 (fresh local store, --no-local-cache; a new daemon imports the cache image) ..."
 build warm --no-local-cache
 warm_seconds="$ELAPSED"
+echo "      $(plugin_summary warm)"
 
-stop_server
+.venv/bin/oci-cache status --state-dir "$STATE_DIR" >"$DEMO_DIR/status.txt" 2>&1 || true
+stop_daemon
 
 cacheable="$(counter cold remote_cache_requests)"
 written="$(counter cold remote_cache_write_successes)"
@@ -150,16 +161,26 @@ fi
 
 cat <<SUMMARY
 
-=== pants-oci-cache demo: Pants 2.17.1, examples/basic (${GOALS[*]}) ===
+=== pants-oci-cache demo: Pants 2.17.1 + the pants_oci_cache plugin, examples/basic (${GOALS[*]}) ===
 Pants start-up alone (pants --version):  ${startup_seconds} s
-Build 1, cold cache:                     ${cold_seconds} s (net of start-up $(minus "$cold_seconds" "$startup_seconds") s) - ${cacheable} remote-cacheable processes run locally, ${written} written to the cache
-Build 2, fresh machine:                  ${warm_seconds} s (net of start-up $(minus "$warm_seconds" "$startup_seconds") s) - ${hits} of ${lookups} processes served from the cache, $((lookups - hits)) run locally
+Build 1, cold cache:                     ${cold_seconds} s (net of start-up $(minus "$cold_seconds" "$startup_seconds") s) - ${cacheable} remote-cacheable processes run locally, ${written} written to the daemon
+  plugin: $(plugin_summary cold)
+Build 2, fresh machine:                  ${warm_seconds} s (net of start-up $(minus "$warm_seconds" "$startup_seconds") s) - ${hits} of ${lookups} processes served from the cache image, $((lookups - hits)) run locally
+  plugin: $(plugin_summary warm)
 Outputs of both builds byte-identical:   ${identical}
-Logs and the server's state:             ${DEMO_DIR#"$REPO_ROOT"/}/
+The cache image (OCI image layout):      ${image_dir#"$REPO_ROOT"/}
+The daemon (started by the plugin, stopped by this script): state, store and log in ${STATE_DIR#"$REPO_ROOT"/}/
+Logs of the builds:                      ${DEMO_DIR#"$REPO_ROOT"/}/
 SUMMARY
 
-if [[ "$cacheable" -eq 0 || "$hits" -ne "$cacheable" || "$lookups" -ne "$cacheable" || "$problems" -ne 0 || "$identical" != "yes" ]]; then
-  echo "demo: FAILED - build 2 was not served entirely from the cache (see $DEMO_DIR/warm.log)." >&2
+warnings="$(plugin_warnings cold)$(plugin_warnings warm)"
+if [[ -n "$warnings" ]]; then
+  echo "demo: the plugin warned:" >&2
+  echo "$warnings" >&2
+fi
+if [[ "$cacheable" -eq 0 || "$hits" -ne "$cacheable" || "$lookups" -ne "$cacheable" || "$problems" -ne 0 \
+  || "$identical" != "yes" || -z "$(plugin_summary warm)" ]]; then
+  echo "demo: FAILED - build 2 was not served entirely from the cache through the plugin (see $DEMO_DIR/warm.log)." >&2
   exit 1
 fi
-echo "demo: OK - build 2 was served entirely from the cache."
+echo "demo: OK - build 2 was served entirely from the cache image, through the plugin."

@@ -15,6 +15,12 @@ ServerProcess` (not `from conftest import ...`: several conftest.py files exist)
 
 from __future__ import annotations
 
+import os
+
+# grpcio's fork handlers can abort a forked child (epoll_wait on a closed fd) while this
+# process holds open channels; the tests start servers with subprocess, never plain fork.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import itertools
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional

@@ -1,4 +1,6 @@
-"""`STATE_DIR/daemon.json`: how to reach the running daemon (address, pid, start time, version).
+"""`STATE_DIR/daemon.json`: how to reach the running daemon (address, pid, start time, version;
+and, for the launcher that decides whether to reuse it, its configuration fingerprint, its
+gRPC-less control URL and its token file).
 
 Written atomically (temp file, fsync, rename) once the server listens, and
 removed on a clean exit. A reader may find a stale file (the daemon was killed):
@@ -23,6 +25,9 @@ class DaemonState:
     pid: int
     started_at: float  # seconds since the epoch
     version: str
+    config_fingerprint: str = ""  # given by the launcher (`serve --config-fingerprint`)
+    control_url: str = ""  # "http://127.0.0.1:PORT": the Control service as JSON (server/control_http.py)
+    token_file: str = ""  # the bearer token's file, when the daemon requires one
 
     def is_alive(self) -> bool:
         """Whether a process with this pid exists (it may, rarely, be another one)."""
@@ -71,6 +76,9 @@ def read_daemon_state(state_dir: Path) -> Optional[DaemonState]:
             pid=int(data["pid"]),
             started_at=float(data["started_at"]),
             version=str(data["version"]),
+            config_fingerprint=str(data.get("config_fingerprint", "")),
+            control_url=str(data.get("control_url", "")),
+            token_file=str(data.get("token_file", "")),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None

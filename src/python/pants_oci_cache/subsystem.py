@@ -57,6 +57,16 @@ class OciCacheSubsystem(Subsystem):
         default="30m",
         help="The daemon exits after this long without requests (e.g. 30m, 2h).",
     )
+    python = StrOption(
+        default="",
+        help=(
+            "The Python interpreter (3.9 or newer) that runs the daemon; it needs pants-oci-cache's "
+            "dependencies (grpcio, protobuf, zstandard, urllib3), e.g. a virtualenv where "
+            "`pip install pants-oci-cache` was run. Empty: the interpreter running Pants when those "
+            "dependencies are importable in it (the plugin installed through `[GLOBAL].plugins`), "
+            "otherwise the interpreter of the `oci-cache` command on the PATH."
+        ),
+    )
     export_on_finish = EnumOption(
         default=ExportOnFinish.wait,
         help=(

@@ -4,6 +4,13 @@ Prints `listening on grpc://HOST:PORT` as the first line on stdout once the
 server accepts calls, records the daemon in STATE_DIR/daemon.json, and stops
 gracefully on SIGTERM or SIGINT (removing daemon.json). The local store lives in
 STATE_DIR/store.
+
+The daemon side (server/daemon_runtime.py): the Control service (GetStatus, Export,
+Shutdown) on the same port and, with --control-http, as JSON over HTTP on loopback
+(its URL is in daemon.json), counters of what clients did, and one way to stop for SIGTERM, a
+Shutdown call and `--idle-timeout` (no call for that long): stop accepting, export
+once when there is somewhere to export to, remove daemon.json, exit. Only one
+`serve` runs per state directory (STATE_DIR/daemon.lock).
 """
 
 from __future__ import annotations
@@ -15,20 +22,26 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from oci_cache import __version__
+from oci_cache.cache_entries import CacheFrom, CacheTo, parse_cache_from, parse_cache_to
+from oci_cache.cache_image.tiers import open_oci_tiers
+from oci_cache.daemon.daemon_dir import DAEMON_LOCK_FILE
+from oci_cache.daemon.life_lock import try_lock
 from oci_cache.daemon_state import DaemonState, remove_daemon_state, write_daemon_state
 from oci_cache.errors import CacheError
 from oci_cache.export_report import ExportReport
 from oci_cache.server.auth_interceptor import read_token_file
-from oci_cache.server.grpc_server import CacheServer, ServerOptions, build_server
-from oci_cache.sizes import parse_size
+from oci_cache.server.daemon_control import DaemonIdentity
+from oci_cache.server.daemon_runtime import DaemonRuntime
+from oci_cache.server.grpc_server import ServerOptions, build_server
+from oci_cache.sizes import parse_duration, parse_size
 from oci_cache.store.completeness import CompletenessCheckingActionCache
 from oci_cache.store.interfaces import ActionCache, BlobStore
-from oci_cache.store.local_store import LocalStore
+from oci_cache.store.local_store import LocalStore, LocalStoreStats
 
 NAME = "serve"
 HELP = "run the cache server in the foreground"
@@ -52,7 +65,37 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--max-size", default=DEFAULT_MAX_SIZE, help=f"bound of the local store, e.g. 10GiB (default {DEFAULT_MAX_SIZE})"
     )
     parser.add_argument(
+        "--cache-from",
+        action="append",
+        default=[],
+        metavar="ENTRY",
+        help="import this cache image at start (buildx syntax, e.g. type=registry,ref=host/repo:tag); "
+        "repeatable, tried in order",
+    )
+    parser.add_argument(
+        "--cache-to",
+        action="append",
+        default=[],
+        metavar="ENTRY",
+        help="export to this cache image (buildx syntax, e.g. type=registry,ref=host/repo:tag,mode=max); repeatable",
+    )
+    parser.add_argument(
         "--token-file", help="require `authorization: Bearer <token>` on every call; the token is this file's content"
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        default="0",
+        help="exit (exporting first) after this long without any call, e.g. 30m; 0 = never (default)",
+    )
+    parser.add_argument("--log-file", help="append the log to this file instead of stderr")
+    parser.add_argument(
+        "--config-fingerprint", default="", help="recorded in daemon.json and GetStatus (set by the Pants plugin)"
+    )
+    parser.add_argument(
+        "--control-http",
+        action="store_true",
+        help="also serve the Control service as JSON over HTTP on a free loopback port, recorded in daemon.json "
+        "(for clients without grpcio, e.g. the Pants plugin)",
     )
 
 
@@ -62,6 +105,12 @@ class ServeConfig:
     state_dir: Path
     max_size_bytes: int
     bearer_token: Optional[str] = None
+    cache_from: List[CacheFrom] = field(default_factory=list)
+    cache_to: List[CacheTo] = field(default_factory=list)
+    idle_timeout_seconds: float = 0.0  # 0: never
+    token_file: Optional[Path] = None
+    config_fingerprint: str = ""
+    control_http: bool = False
 
 
 @dataclass
@@ -74,68 +123,140 @@ class Tiers:
     # Exports to every cache-to entry now (None: nothing to export to). Called by the
     # control service, and once more at shutdown.
     export: Optional[Callable[[], ExportReport]] = None
+    # For GetStatus: the local store's size and bound; entries written but not yet exported.
+    local_store_stats: Optional[Callable[[], LocalStoreStats]] = None
+    pending_export_entries: Optional[Callable[[], int]] = None
 
 
 def open_local_tiers(config: ServeConfig) -> Tiers:
     """The local store under STATE_DIR/store; hits are checked for completeness."""
     store = LocalStore(config.state_dir / "store", config.max_size_bytes)
-    return Tiers(blobs=store, action_cache=CompletenessCheckingActionCache(store, store), close=store.close)
+    return Tiers(
+        blobs=store,
+        action_cache=CompletenessCheckingActionCache(store, store),
+        close=store.close,
+        local_store_stats=store.stats,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    # The state dir holds build outputs and the daemon's token: everything the
+    # daemon creates is private to the user (directories 0700, files 0600).
+    os.umask(0o077)
     try:
         config = ServeConfig(
             listen=args.listen,
             state_dir=Path(os.path.expanduser(args.state_dir)),
             max_size_bytes=parse_size(args.max_size),
+            cache_from=[parse_cache_from(text) for text in args.cache_from],
+            cache_to=[parse_cache_to(text) for text in args.cache_to],
             bearer_token=read_token_file(Path(args.token_file)) if args.token_file else None,
+            idle_timeout_seconds=parse_duration(args.idle_timeout),
+            token_file=Path(os.path.abspath(args.token_file)) if args.token_file else None,
+            config_fingerprint=args.config_fingerprint,
+            control_http=args.control_http,
         )
+        if args.log_file:
+            _log_to_file(Path(args.log_file))
     except (ValueError, OSError) as error:
         print(f"oci-cache serve: {error}", file=sys.stderr)
         return 2
-    return serve(config)
+    return serve(config, open_tiers=open_oci_tiers)
+
+
+def _log_to_file(path: Path) -> None:
+    """Sends the log to `path` (appended) instead of stderr."""
+    handler = logging.FileHandler(str(path), encoding="utf-8")
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        handler.setFormatter(existing.formatter)
+        root.removeHandler(existing)
+    root.addHandler(handler)
 
 
 def serve(config: ServeConfig, open_tiers: Callable[[ServeConfig], Tiers] = open_local_tiers) -> int:
-    """Runs until SIGTERM/SIGINT; the exit status."""
+    """Runs until SIGTERM/SIGINT, a Shutdown call or the idle timeout; the exit status."""
     stop = _stop_on_signals()
     try:
         config.state_dir.mkdir(parents=True, exist_ok=True)
-        tiers = open_tiers(config)
-    except (CacheError, OSError, ValueError) as error:
+        life_lock = try_lock(config.state_dir / DAEMON_LOCK_FILE)
+    except OSError as error:
         print(f"oci-cache serve: cannot open the store in {config.state_dir}: {error}", file=sys.stderr)
         return 1
-    try:
+    if life_lock is None:
+        print(f"oci-cache serve: another oci-cache serve uses the state directory {config.state_dir}", file=sys.stderr)
+        return 1
+    with life_lock:  # held until this process is done with the state directory
         try:
-            server, port = build_server(
-                tiers.blobs,
-                tiers.action_cache,
-                config.listen,
-                ServerOptions(bearer_token=config.bearer_token),
-            )
-        except CacheError as error:
-            print(f"oci-cache serve: {error}", file=sys.stderr)
+            tiers = open_tiers(config)
+        except (CacheError, OSError, ValueError) as error:
+            print(f"oci-cache serve: cannot open the store in {config.state_dir}: {error}", file=sys.stderr)
             return 1
-        server.start()
-        address = f"grpc://{_host_of(config.listen)}:{port}"
         try:
-            write_daemon_state(config.state_dir, DaemonState(address, os.getpid(), time.time(), __version__))
-            sys.stdout.write(f"listening on {address}\n")
-            sys.stdout.flush()
-            logger.info("serving on %s (state %s, pid %d)", address, config.state_dir, os.getpid())
-            while not stop.wait(1.0):
-                pass
-            logger.info("stopping")
+            return _serve_tiers(config, tiers, stop)
         finally:
-            remove_daemon_state(config.state_dir, pid=os.getpid())
-            _stop_server(server)
+            tiers.close()
+
+
+def _serve_tiers(config: ServeConfig, tiers: Tiers, stop: threading.Event) -> int:
+    identity = DaemonIdentity(
+        state_dir=str(config.state_dir),
+        version=__version__,
+        cache_from=_entry_texts(config.cache_from),
+        cache_to=_entry_texts(config.cache_to),
+        config_fingerprint=config.config_fingerprint,
+        idle_timeout_seconds=config.idle_timeout_seconds,
+    )
+    runtime = DaemonRuntime(
+        identity,
+        tiers.blobs,
+        tiers.action_cache,
+        stop,
+        bearer_token=config.bearer_token,
+        control_http=config.control_http,
+        export=tiers.export,
+        local_store_stats=tiers.local_store_stats,
+        pending_export_entries=tiers.pending_export_entries,
+    )
+    try:
+        server, port = build_server(
+            runtime.blobs,
+            runtime.action_cache,
+            config.listen,
+            runtime.server_options(ServerOptions(bearer_token=config.bearer_token)),
+        )
+    except CacheError as error:
+        print(f"oci-cache serve: {error}", file=sys.stderr)
+        return 1
+    server.start()
+    address = f"grpc://{_host_of(config.listen)}:{port}"
+    try:
+        control_url = runtime.started(address)
+        state = DaemonState(
+            address,
+            os.getpid(),
+            time.time(),
+            __version__,
+            config_fingerprint=config.config_fingerprint,
+            control_url=control_url,
+            token_file=str(config.token_file or ""),
+        )
+        write_daemon_state(config.state_dir, state)
+        sys.stdout.write(f"listening on {address}\n")
+        sys.stdout.flush()
+        logger.info("serving on %s (state %s, pid %d, control %s)", address, config.state_dir, os.getpid(), control_url)
+        reason = runtime.wait()
+        logger.info("stopping (%s)", reason)
     finally:
-        tiers.close()
+        # Stop accepting calls, export once, and only then say that we are gone.
+        runtime.stop(server, STOP_GRACE_SECONDS)
+        remove_daemon_state(config.state_dir, pid=os.getpid())
     return 0
 
 
-def _stop_server(server: CacheServer) -> None:
-    server.stop(STOP_GRACE_SECONDS).wait()
+def _entry_texts(entries: Sequence[object]) -> Tuple[str, ...]:
+    """cache-from / cache-to entries as text (parsed entries print as buildx text)."""
+    return tuple(str(entry) for entry in entries or ())
 
 
 def _stop_on_signals() -> threading.Event:

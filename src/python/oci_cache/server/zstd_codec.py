@@ -32,27 +32,14 @@ def compress(data: bytes) -> bytes:
     return _compressor().compress(data)
 
 
-class BoundedDecompressor:
-    """Feeds compressed input, hands decompressed output to `sink` in bounded chunks.
-
-    Raises DigestMismatchError as soon as the output exceeds `max_output_bytes`, and
-    InvalidArgumentError when the input is not valid zstd. Concatenated frames are
-    one stream. `output_bytes` counts what went to the sink.
-    """
+class _BoundedSink:
+    """Receives zstandard's output; a separate object so that the stream writer (a C
+    type the garbage collector cannot see into) never points back at its owner."""
 
     def __init__(self, sink: Callable[[bytes], None], max_output_bytes: int) -> None:
         self._sink = sink
         self._max_output_bytes = max_output_bytes
         self.output_bytes = 0
-        self._writer = zstandard.ZstdDecompressor().stream_writer(
-            self, write_size=_OUTPUT_CHUNK, write_return_read=True
-        )
-
-    def feed(self, data: bytes) -> None:
-        try:
-            self._writer.write(data)
-        except zstandard.ZstdError as error:
-            raise InvalidArgumentError(f"invalid zstd data: {error}") from None
 
     # Called by zstandard's stream writer with each piece of output.
     def write(self, chunk: bytes) -> int:
@@ -63,6 +50,31 @@ class BoundedDecompressor:
             )
         self._sink(chunk)
         return len(chunk)
+
+
+class BoundedDecompressor:
+    """Feeds compressed input, hands decompressed output to `sink` in bounded chunks.
+
+    Raises DigestMismatchError as soon as the output exceeds `max_output_bytes`, and
+    InvalidArgumentError when the input is not valid zstd. Concatenated frames are
+    one stream. `output_bytes` counts what went to the sink.
+    """
+
+    def __init__(self, sink: Callable[[bytes], None], max_output_bytes: int) -> None:
+        self._output = _BoundedSink(sink, max_output_bytes)
+        self._writer = zstandard.ZstdDecompressor().stream_writer(
+            self._output, write_size=_OUTPUT_CHUNK, write_return_read=True
+        )
+
+    @property
+    def output_bytes(self) -> int:
+        return self._output.output_bytes
+
+    def feed(self, data: bytes) -> None:
+        try:
+            self._writer.write(data)
+        except zstandard.ZstdError as error:
+            raise InvalidArgumentError(f"invalid zstd data: {error}") from None
 
 
 def decompress_bounded(data: bytes, expected_size: int) -> bytes:

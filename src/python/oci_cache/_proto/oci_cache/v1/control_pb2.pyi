@@ -11,7 +11,7 @@ class GetStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("address", "pid", "state_dir", "cache_from", "cache_to", "action_cache_hits", "action_cache_misses", "bytes_read", "bytes_written", "local_store_bytes", "local_store_max_bytes", "pending_export_entries", "uptime_seconds", "version")
+    __slots__ = ("address", "pid", "state_dir", "cache_from", "cache_to", "action_cache_hits", "action_cache_misses", "bytes_read", "bytes_written", "local_store_bytes", "local_store_max_bytes", "pending_export_entries", "uptime_seconds", "version", "config_fingerprint", "blobs_read", "blobs_written", "action_results_written", "idle_seconds", "idle_timeout_seconds", "export_running", "exports_completed", "control_url")
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     STATE_DIR_FIELD_NUMBER: _ClassVar[int]
@@ -26,6 +26,15 @@ class StatusResponse(_message.Message):
     PENDING_EXPORT_ENTRIES_FIELD_NUMBER: _ClassVar[int]
     UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    BLOBS_READ_FIELD_NUMBER: _ClassVar[int]
+    BLOBS_WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    ACTION_RESULTS_WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    IDLE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    EXPORT_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    EXPORTS_COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_URL_FIELD_NUMBER: _ClassVar[int]
     address: str
     pid: int
     state_dir: str
@@ -40,14 +49,25 @@ class StatusResponse(_message.Message):
     pending_export_entries: int
     uptime_seconds: float
     version: str
-    def __init__(self, address: _Optional[str] = ..., pid: _Optional[int] = ..., state_dir: _Optional[str] = ..., cache_from: _Optional[_Iterable[str]] = ..., cache_to: _Optional[_Iterable[str]] = ..., action_cache_hits: _Optional[int] = ..., action_cache_misses: _Optional[int] = ..., bytes_read: _Optional[int] = ..., bytes_written: _Optional[int] = ..., local_store_bytes: _Optional[int] = ..., local_store_max_bytes: _Optional[int] = ..., pending_export_entries: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., version: _Optional[str] = ...) -> None: ...
+    config_fingerprint: str
+    blobs_read: int
+    blobs_written: int
+    action_results_written: int
+    idle_seconds: float
+    idle_timeout_seconds: float
+    export_running: bool
+    exports_completed: int
+    control_url: str
+    def __init__(self, address: _Optional[str] = ..., pid: _Optional[int] = ..., state_dir: _Optional[str] = ..., cache_from: _Optional[_Iterable[str]] = ..., cache_to: _Optional[_Iterable[str]] = ..., action_cache_hits: _Optional[int] = ..., action_cache_misses: _Optional[int] = ..., bytes_read: _Optional[int] = ..., bytes_written: _Optional[int] = ..., local_store_bytes: _Optional[int] = ..., local_store_max_bytes: _Optional[int] = ..., pending_export_entries: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., version: _Optional[str] = ..., config_fingerprint: _Optional[str] = ..., blobs_read: _Optional[int] = ..., blobs_written: _Optional[int] = ..., action_results_written: _Optional[int] = ..., idle_seconds: _Optional[float] = ..., idle_timeout_seconds: _Optional[float] = ..., export_running: bool = ..., exports_completed: _Optional[int] = ..., control_url: _Optional[str] = ...) -> None: ...
 
 class ExportRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("background",)
+    BACKGROUND_FIELD_NUMBER: _ClassVar[int]
+    background: bool
+    def __init__(self, background: bool = ...) -> None: ...
 
 class ExportTarget(_message.Message):
-    __slots__ = ("entry", "ok", "message", "entries", "bytes_uploaded", "layers_uploaded", "layers_reused", "manifest_digest")
+    __slots__ = ("entry", "ok", "message", "entries", "bytes_uploaded", "layers_uploaded", "layers_reused", "manifest_digest", "ignored_error")
     ENTRY_FIELD_NUMBER: _ClassVar[int]
     OK_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +76,7 @@ class ExportTarget(_message.Message):
     LAYERS_UPLOADED_FIELD_NUMBER: _ClassVar[int]
     LAYERS_REUSED_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    IGNORED_ERROR_FIELD_NUMBER: _ClassVar[int]
     entry: str
     ok: bool
     message: str
@@ -64,19 +85,28 @@ class ExportTarget(_message.Message):
     layers_uploaded: int
     layers_reused: int
     manifest_digest: str
-    def __init__(self, entry: _Optional[str] = ..., ok: bool = ..., message: _Optional[str] = ..., entries: _Optional[int] = ..., bytes_uploaded: _Optional[int] = ..., layers_uploaded: _Optional[int] = ..., layers_reused: _Optional[int] = ..., manifest_digest: _Optional[str] = ...) -> None: ...
+    ignored_error: bool
+    def __init__(self, entry: _Optional[str] = ..., ok: bool = ..., message: _Optional[str] = ..., entries: _Optional[int] = ..., bytes_uploaded: _Optional[int] = ..., layers_uploaded: _Optional[int] = ..., layers_reused: _Optional[int] = ..., manifest_digest: _Optional[str] = ..., ignored_error: bool = ...) -> None: ...
 
 class ExportResponse(_message.Message):
-    __slots__ = ("targets", "seconds")
+    __slots__ = ("targets", "seconds", "nothing_to_export_to", "started_in_background", "ok")
     TARGETS_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
+    NOTHING_TO_EXPORT_TO_FIELD_NUMBER: _ClassVar[int]
+    STARTED_IN_BACKGROUND_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
     targets: _containers.RepeatedCompositeFieldContainer[ExportTarget]
     seconds: float
-    def __init__(self, targets: _Optional[_Iterable[_Union[ExportTarget, _Mapping]]] = ..., seconds: _Optional[float] = ...) -> None: ...
+    nothing_to_export_to: bool
+    started_in_background: bool
+    ok: bool
+    def __init__(self, targets: _Optional[_Iterable[_Union[ExportTarget, _Mapping]]] = ..., seconds: _Optional[float] = ..., nothing_to_export_to: bool = ..., started_in_background: bool = ..., ok: bool = ...) -> None: ...
 
 class ShutdownRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("skip_export",)
+    SKIP_EXPORT_FIELD_NUMBER: _ClassVar[int]
+    skip_export: bool
+    def __init__(self, skip_export: bool = ...) -> None: ...
 
 class ShutdownResponse(_message.Message):
     __slots__ = ()

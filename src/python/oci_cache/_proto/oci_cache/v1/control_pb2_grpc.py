@@ -62,14 +62,16 @@ class ControlServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def Export(self, request, context):
-        """Export to every cache-to entry now and wait for the result.
+        """Export to every cache-to entry now and wait for the result (or, with
+        `background`, start it and return at once). Concurrent calls are coalesced:
+        a call returns the result of an export that started after the call arrived.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Shutdown(self, request, context):
-        """Stop the daemon after finishing in-flight work.
+        """Stop the daemon: stop accepting calls, export once (unless skip_export), exit.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

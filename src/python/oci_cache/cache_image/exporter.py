@@ -1,0 +1,641 @@
+"""Exports what this cache holds to cache-to entries, as cache images.
+
+    exporter = CacheExporter(store, state_dir / "export", imports=..., usage=..., fetcher=...)
+    report = exporter.export(entries)          # ExportReport: one ExportTargetReport per entry
+
+Per entry (SPEC §3):
+
+1. Collect. The action results acknowledged since this entry's last successful
+   export (the local store's durable journal, see export_markers.py) plus the
+   actions this daemon served as hits (usage_log.py). Each is parsed for the blobs
+   it needs: its ActionResult bytes (stored as a blob), stdout/stderr, output
+   files, output trees and every file in them. `mode=min` keeps only exit code 0;
+   `mode=max` keeps every result and adds every blob of the local store (Action
+   and Command protos included).
+2. Merge. Start from the image at the ref right now (the merge base): its entries
+   stay (with `mode=min`, only its min-eligible ones), last_used times are raised
+   for what was used. A needed blob that the base lacks is packed from the local
+   store, or carried forward from an imported image — by reference to its layer
+   when that layer can be made present without sending bytes (same target, or a
+   cross-repository mount in the same registry), else fetched (verified) and
+   packed. An action whose blobs cannot all be found is left out.
+3. Prune by keep-duration / keep-bytes (pruning.py).
+4. Pack pending blobs into new layers (layer_packer.py; compression and level of
+   the entry; uploads overlap compression; a layer the target already has is not
+   sent again), then rewrite carried layers when force-compression asks for it,
+   when dead bytes pile up or when the layer count nears the manifest budget
+   (compaction.py). Layers no entry points at are dropped.
+5. Publish. Upload the index layer and config; HEAD the ref: if it moved since step
+   2, merge again (bounded retries, jittered). Otherwise put the manifest — the
+   tag moves last, after every blob exists. Then, after a short delay longer than
+   a writer's HEAD-to-PUT window, HEAD again: if another writer's manifest
+   replaced ours and lacks our actions, merge again on top of it.
+6. Advance the entry's journal marker (only now).
+
+A failure is reported in the entry's ExportTargetReport (`ignored_error` when the
+entry has ignore-error=true) and never raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
+
+from oci_cache.cache_entries import MODE_MAX, MODE_MIN, TYPE_LOCAL, TYPE_REGISTRY, CacheTo
+from oci_cache.cache_image.compaction import choose_layers_to_rewrite, spool_live_blobs
+from oci_cache.cache_image.entry_targets import open_entry_target, registry_repository
+from oci_cache.cache_image.errors import (
+    CacheImageNotFoundError,
+    CorruptCacheImageError,
+    ExportError,
+    NewerFormatError,
+    NotACacheImageError,
+)
+from oci_cache.cache_image.export_collection import Collected, collect_exportable
+from oci_cache.cache_image.export_markers import ExportMarkers
+from oci_cache.cache_image.image_plan import ORIGIN_IMPORTED, ORIGIN_NEW, BlobRecord, ImagePlan, LayerRecord
+from oci_cache.cache_image.imported_images import ImportSet
+from oci_cache.cache_image.importing_blob_store import ImportingBlobStore
+from oci_cache.cache_image.layer_packer import DEFAULT_MAX_LAYER_BYTES, BlobSourceResolver, LayerPacker
+from oci_cache.cache_image.loaded_image import LoadedImage, load_cache_image, manifest_reference
+from oci_cache.cache_image.pruning import PruneOutcome, prune_by_bytes, prune_by_duration
+from oci_cache.cache_image.usage_log import UsageLog
+from oci_cache.digests import Digest
+from oci_cache.errors import CacheError
+from oci_cache.export_report import ExportReport, ExportTargetReport
+from oci_cache.image_format import (
+    ActionEntry,
+    CacheConfig,
+    CacheImage,
+    build_index_layer,
+    build_manifest,
+    encode_index,
+)
+from oci_cache.image_format.manifest import format_timestamp, with_media_types
+from oci_cache.oci.target import ImageTarget, PushOutcome
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 8
+MIN_CONFIRM_DELAY_REGISTRY = 0.25
+MIN_CONFIRM_DELAY_LAYOUT = 0.05
+MAX_CONFIRM_DELAY = 5.0
+
+TargetOpener = Callable[[CacheTo], ImageTarget]
+
+
+@dataclass
+class _Published:
+    digest: str
+    actions: int
+    blobs: int
+    layers: int
+    message: str
+
+
+class CacheExporter:
+    """Exports to cache-to entries (see the module docstring). Thread-safe: exports
+    run one at a time."""
+
+    def __init__(
+        self,
+        store: Optional[object],
+        work_dir: Path,
+        *,
+        imports: Optional[ImportSet] = None,
+        usage: Optional[UsageLog] = None,
+        fetcher: Optional[ImportingBlobStore] = None,
+        open_target: TargetOpener = open_entry_target,
+        clock: Callable[[], float] = time.time,
+        confirm_delay: Optional[float] = None,
+        max_layer_bytes: int = DEFAULT_MAX_LAYER_BYTES,
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> None:
+        """`store`: the local tier (a LocalStore: BlobStore + ActionCache + journal), or
+        None to rewrite images without adding anything (prune)."""
+        self.store = store
+        self.work_dir = Path(work_dir)
+        self.imports = imports
+        self.usage = usage
+        self.fetcher = fetcher
+        self._open_target = open_target
+        self._clock = clock
+        self._confirm_delay = confirm_delay
+        self._max_layer_bytes = max_layer_bytes
+        self._max_attempts = max_attempts
+        self._markers = ExportMarkers(self.work_dir) if store is not None else None
+        self._lock = threading.Lock()
+
+    # ---- public ---------------------------------------------------------------------
+
+    def export(self, entries: Sequence[CacheTo]) -> ExportReport:
+        started = time.monotonic()
+        report = ExportReport()
+        for entry in entries:
+            report.targets.append(self.export_entry(entry))
+        report.seconds = time.monotonic() - started
+        return report
+
+    def export_entry(
+        self,
+        entry: CacheTo,
+        target: Optional[ImageTarget] = None,
+        *,
+        keep_duration: Optional[float] = None,
+        keep_bytes: Optional[int] = None,
+    ) -> ExportTargetReport:
+        """Exports to one entry (`target`: already opened for it). `keep_duration` /
+        `keep_bytes` override the entry's. Never raises for export failures."""
+        text = entry.to_text()
+        owns_target = target is None
+        with self._lock:
+            try:
+                if target is None:
+                    target = self._open_target(entry)
+                job = _EntryExport(self, entry, target, keep_duration, keep_bytes)
+                return job.run()
+            except Exception as error:  # noqa: BLE001 - reported, never raised
+                if not isinstance(error, CacheError):
+                    logger.exception("export to %s failed unexpectedly", text)
+                message = str(error) or type(error).__name__
+                level = logging.INFO if entry.ignore_error else logging.WARNING
+                logger.log(level, "export to %s failed: %s", text, message)
+                return ExportTargetReport(entry=text, ok=False, message=message, ignored_error=entry.ignore_error)
+            finally:
+                if owns_target and target is not None:
+                    try:
+                        target.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+
+    def pending_entries(self, entry: CacheTo) -> int:
+        """Action results written since the entry's last successful export."""
+        store = self.store
+        if store is None or self._markers is None or not hasattr(store, "iter_action_writes_since"):
+            return 0
+        marker = self._markers.get(entry.to_text())
+        try:
+            return len({e.action_digest for e in store.iter_action_writes_since(marker)})  # type: ignore[attr-defined]
+        except ValueError:
+            return 0
+
+
+class _Retry(Exception):
+    """The ref moved (or our manifest was replaced without our entries): merge again."""
+
+
+class _EntryExport:
+    """One export to one entry (all attempts)."""
+
+    def __init__(
+        self,
+        exporter: CacheExporter,
+        entry: CacheTo,
+        target: ImageTarget,
+        keep_duration: Optional[float],
+        keep_bytes: Optional[int],
+    ) -> None:
+        self.exporter = exporter
+        self.entry = entry
+        self.target = target
+        self.reference = manifest_reference(target)
+        self.keep_duration = keep_duration if keep_duration is not None else entry.keep_duration
+        self.keep_bytes = keep_bytes if keep_bytes is not None else entry.keep_bytes
+        self.store = exporter.store
+        self.work = exporter.work_dir / f"tmp-{uuid.uuid4().hex[:12]}"
+        self.packed: Dict[Digest, Tuple[LayerRecord, int, int, int]] = {}
+        """Blobs packed (and uploaded) by an earlier attempt: layer, offset, length, tar offset."""
+        self.present_layers: Set[str] = set()
+        self.uploaded_bytes = 0
+        self.uploaded_layers = 0
+        self.pruned = PruneOutcome()
+        self.left_out = 0
+        self.prune_only = exporter.store is None
+
+    def run(self) -> ExportTargetReport:
+        started = time.monotonic()
+        self.work.mkdir(parents=True, exist_ok=True)
+        try:
+            collected = collect_exportable(
+                self.store,
+                self.entry,
+                marker=self.exporter._markers.get(self.entry.to_text()) if self.exporter._markers else None,
+                usage=self.exporter.usage,
+                fetcher=self.exporter.fetcher,
+                now=int(self.exporter._clock()),
+            )
+            published: Optional[_Published] = None
+            for attempt in range(1, self.exporter._max_attempts + 1):
+                try:
+                    published = self._attempt(collected)
+                    break
+                except _Retry as reason:
+                    logger.info(
+                        "export to %s: %s; merging again (attempt %d)", self.entry.to_text(), reason, attempt + 1
+                    )
+                    time.sleep(random.uniform(0.05, 0.3) * attempt)
+            if published is None:
+                raise ExportError(
+                    f"{self.target.describe()}: the ref kept changing under concurrent exports; gave up after "
+                    f"{self.exporter._max_attempts} attempts"
+                )
+        finally:
+            shutil.rmtree(self.work, ignore_errors=True)
+        if collected.end_marker is not None and self.exporter._markers is not None:
+            self.exporter._markers.set(self.entry.to_text(), collected.end_marker)
+        seconds = time.monotonic() - started
+        logger.info(
+            "exported to %s: %s (%d actions, %d blobs, %d layers; %d bytes in %d new layers) in %.2fs",
+            self.entry.to_text(),
+            published.digest,
+            published.actions,
+            published.blobs,
+            published.layers,
+            self.uploaded_bytes,
+            self.uploaded_layers,
+            seconds,
+        )
+        return ExportTargetReport(
+            entry=self.entry.to_text(),
+            ok=True,
+            message=published.message,
+            entries=published.actions,
+            bytes_uploaded=self.uploaded_bytes,
+            layers_uploaded=self.uploaded_layers,
+            layers_reused=max(0, published.layers - self.uploaded_layers),
+            manifest_digest=published.digest,
+        )
+
+    # ---- one attempt ------------------------------------------------------------------
+
+    def _attempt(self, collected: Collected) -> _Published:
+        base_manifest = self.target.get_manifest(self.reference)
+        base = self._load_base(base_manifest)
+        if self.prune_only and base is None:
+            raise ExportError(f"{self.target.describe()}: no cache image at {self.reference} to prune")
+        now = int(self.exporter._clock())
+        plan = self._merge(base, collected, now)
+        self._prune(plan, now)
+        self._pack_pending(plan, collected)
+        rewritten = self._compact(plan, collected)
+        plan.drop_unreferenced_layers()
+        if self.prune_only and base is not None and not rewritten and not self.pruned.changed:
+            counts = (len(plan.actions), len(plan.blobs), len(plan.layer_order))
+            return _Published(base.digest, counts[0], counts[1], counts[2], "nothing to prune; the image is unchanged")
+        self._ensure_layers_present(plan)
+        media_type, manifest, counts = self._publish_parts(plan, now)
+        expected = base_manifest.digest if base_manifest is not None else None
+        check_started = time.monotonic()
+        current = self.target.head_manifest(self.reference)
+        if current != expected:
+            raise _Retry(f"the ref moved from {expected} to {current}")
+        digest = self.target.put_manifest(self.reference, media_type, manifest)
+        window = time.monotonic() - check_started
+        ours = [a.action for a in collected.actions if a.action in plan.actions]
+        self._confirm(digest, ours, window)
+        message = self._message(base, counts)
+        return _Published(digest, counts[0], counts[1], counts[2], message)
+
+    def _load_base(self, manifest: Optional[object]) -> Optional[LoadedImage]:
+        if manifest is None:
+            return None
+        try:
+            return load_cache_image(self.target, self.reference, manifest=manifest)  # type: ignore[arg-type]
+        except (NotACacheImageError, NewerFormatError) as error:
+            raise ExportError(f"refusing to overwrite the ref: {error}") from None
+        except CorruptCacheImageError as error:
+            logger.warning(
+                "export to %s: the image at the ref is broken and is replaced: %s", self.entry.to_text(), error
+            )
+            return None
+        except CacheImageNotFoundError:
+            return None
+
+    # ---- merge ------------------------------------------------------------------------
+
+    def _merge(self, base: Optional[LoadedImage], collected: Collected, now: int) -> ImagePlan:
+        min_only = self.entry.mode == MODE_MIN
+        if base is not None:
+            unknown = base.created_unix or now
+            plan = ImagePlan.from_image(base, self.target, min_only=min_only, unknown_time=unknown)
+            self.present_layers.update(plan.layers)
+        else:
+            plan = ImagePlan()
+        self.left_out = 0
+        for item in collected.actions:
+            flag = item.exit_code == 0
+            if not all(self._resolve_blob(plan, d, item.used_at, flag, collected) for d in item.needed):
+                self.left_out += 1
+                continue
+            existing = plan.actions.get(item.action)
+            created = existing.created if existing is not None and existing.created else item.used_at
+            last_used = max(item.used_at, existing.last_used if existing is not None else 0)
+            plan.actions[item.action] = ActionEntry(item.action, item.result, item.exit_code, created, last_used, flag)
+        for digest, used_at in collected.blob_times.items():  # mode=max: every local blob
+            if not plan.touch_blob(digest, used_at, False):
+                plan.add_pending(digest, used_at, False)
+        if self.left_out:
+            logger.warning(
+                "export to %s: %d action(s) left out: some of their blobs are neither local nor in an imported image",
+                self.entry.to_text(),
+                self.left_out,
+            )
+        return plan
+
+    def _resolve_blob(self, plan: ImagePlan, digest: Digest, used_at: int, flag: bool, collected: Collected) -> bool:
+        if plan.touch_blob(digest, used_at, flag):
+            return True
+        packed = self.packed.get(digest)
+        if packed is not None:
+            layer, offset, length, tar_offset = packed
+            plan.add_layer(layer)
+            plan.blobs[digest] = BlobRecord(layer.digest, offset, length, tar_offset, flag, used_at)
+            return True
+        store = self.store
+        if digest in collected.results or (store is not None and store.contains(digest)):  # type: ignore[attr-defined]
+            plan.add_pending(digest, used_at, flag)
+            return True
+        imports = self.exporter.imports
+        located = imports.locate_blob(digest) if imports is not None else None
+        if located is None:
+            return False
+        image, entry = located
+        if self._can_carry(image.target):
+            descriptor = image.loaded.layers[entry.layer]
+            layer = LayerRecord(descriptor, image.compression(entry.layer), ORIGIN_IMPORTED, home=image.target)
+            plan.add_blob_from(digest, entry, plan.layers.get(descriptor.digest) or layer, used_at, flag)
+            return True
+        fetcher = self.exporter.fetcher
+        if fetcher is not None and not fetcher.ensure_local([digest]):
+            plan.add_pending(digest, used_at, flag)
+            return True
+        return False
+
+    def _can_carry(self, home: ImageTarget) -> bool:
+        """Whether a layer of `home` can be made present in our target without sending bytes."""
+        ours = registry_repository(self.target)
+        theirs = registry_repository(home)
+        if ours is not None and theirs is not None:
+            return ours[0] == theirs[0]
+        our_path = getattr(self.target, "path", None)
+        their_path = getattr(home, "path", None)
+        if our_path is not None and their_path is not None:
+            return os.path.realpath(str(our_path)) == os.path.realpath(str(their_path))
+        return False
+
+    # ---- prune ------------------------------------------------------------------------
+
+    def _prune(self, plan: ImagePlan, now: int) -> None:
+        if self.keep_duration is not None:
+            self.pruned.add(prune_by_duration(plan, self.keep_duration, now))
+        if self.keep_bytes is not None:
+            self.pruned.add(prune_by_bytes(plan, self.keep_bytes))
+
+    # ---- layers -----------------------------------------------------------------------
+
+    def _packer(self) -> LayerPacker:
+        return LayerPacker(
+            self.target,
+            str(self.work),
+            self.entry.compression,
+            self.entry.compression_level,
+            max_layer_bytes=self.exporter._max_layer_bytes,
+        )
+
+    def _pack(
+        self, plan: ImagePlan, digests: List[Digest], resolver: BlobSourceResolver, collected: Collected
+    ) -> Set[Digest]:
+        """Packs `digests` (pending in `plan`) into new layers; returns the ones left out."""
+        if not digests:
+            return set()
+
+        def source(digest: Digest) -> Optional[object]:
+            data = collected.results.get(digest)
+            return data if data is not None else resolver.resolve(digest)
+
+        packer = self._packer()
+        try:
+            for written in packer.pack(digests, source):  # type: ignore[arg-type]
+                record = plan.place_written_layer(written, oci_mediatypes=self.entry.oci_mediatypes)
+                for layer_entry in written.entries:
+                    self.packed[layer_entry.digest] = (
+                        record,
+                        layer_entry.compressed_offset,
+                        layer_entry.compressed_length,
+                        layer_entry.tar_offset,
+                    )
+            packer.finish()
+        finally:
+            packer.close()
+        self.uploaded_bytes += packer.uploaded_bytes
+        self.uploaded_layers += packer.uploaded_layers
+        return packer.skipped
+
+    def _pack_pending(self, plan: ImagePlan, collected: Collected) -> None:
+        resolver = BlobSourceResolver(self.store, str(self.work))  # type: ignore[arg-type]
+        skipped = self._pack(plan, plan.pending_blobs(), resolver, collected)
+        if skipped:
+            self._drop_blobs_and_dependents(plan, skipped, collected)
+
+    def _drop_blobs_and_dependents(self, plan: ImagePlan, gone: Set[Digest], collected: Collected) -> None:
+        plan.drop_blobs(gone)
+        dependents = [a.action for a in collected.actions if any(d in gone for d in a.needed)]
+        plan.drop_actions(dependents)
+        logger.warning(
+            "export to %s: %d blob(s) could not be read, %d action(s) left out",
+            self.entry.to_text(),
+            len(gone),
+            len(dependents),
+        )
+
+    def _compact(self, plan: ImagePlan, collected: Collected) -> int:
+        """Rewrites the layers compaction.py chooses; how many."""
+        chosen = choose_layers_to_rewrite(
+            plan,
+            compression=self.entry.compression,
+            force_compression=self.entry.force_compression,
+            keep_bytes=self.keep_bytes,
+            max_layer_bytes=self.exporter._max_layer_bytes,
+        )
+        if not chosen:
+            return 0
+        resolver = BlobSourceResolver(self.store, str(self.work))  # type: ignore[arg-type]
+        rewrite: List[Digest] = []
+        lost: Set[Digest] = set()
+        for layer_digest in chosen:
+            record = plan.layers[layer_digest]
+            live = plan.blobs_in_layer(layer_digest)
+            store = self.store
+            remote = {d for d in live if d not in collected.results and not (store is not None and store.contains(d))}  # type: ignore[attr-defined]
+            if remote:
+                found, error = spool_live_blobs(record, remote, str(self.work))
+                resolver.spooled.update(found)
+                missing = remote - set(found)
+                if missing:
+                    logger.warning(
+                        "export to %s: %d blob(s) of layer %s could not be read (%s); dropped",
+                        self.entry.to_text(),
+                        len(missing),
+                        layer_digest,
+                        error,
+                    )
+                    lost.update(missing)
+            for digest in live:
+                if digest not in lost:
+                    plan.blobs[digest].layer = None
+                    rewrite.append(digest)
+        if lost:
+            self._drop_blobs_and_dependents(plan, lost, collected)
+        skipped = self._pack(plan, sorted(rewrite), resolver, collected)
+        if skipped:
+            self._drop_blobs_and_dependents(plan, skipped, collected)
+        logger.info("export to %s: rewrote %d layer(s) (%d blobs)", self.entry.to_text(), len(chosen), len(rewrite))
+        return len(chosen)
+
+    def _ensure_layers_present(self, plan: ImagePlan) -> None:
+        for digest in plan.layer_order:
+            record = plan.layers[digest]
+            if record.origin == ORIGIN_NEW or digest in self.present_layers:
+                continue
+            self._ensure_present(record)
+            self.present_layers.add(digest)
+
+    def _ensure_present(self, record: LayerRecord) -> None:
+        """A carried layer: present already, mounted, or (fallback) copied."""
+        layer = record.descriptor.as_digest
+        if self.target.blob_exists(layer) is not None:
+            return
+        theirs = registry_repository(record.home) if record.home is not None else None
+        if theirs is not None and self.target.mount_blob(layer, theirs[1]):
+            return
+        if record.home is None:
+            raise ExportError(f"layer {record.digest} is missing and has no source")
+        path = self.work / f"copy-{layer.hash[:16]}"
+        with record.home.open_blob_stream(layer) as stream, open(path, "wb") as out:
+            for chunk in stream:
+                out.write(chunk)
+        outcome = self.target.push_blob(layer, str(path))
+        if outcome is PushOutcome.UPLOADED:
+            self.uploaded_bytes += layer.size_bytes
+        os.unlink(path)
+
+    # ---- publish ----------------------------------------------------------------------
+
+    def _publish_parts(self, plan: ImagePlan, now: int) -> Tuple[str, bytes, Tuple[int, int, int]]:
+        layers, blobs, actions = plan.index_entries()
+        oci = self.entry.oci_mediatypes
+        descriptors = tuple(with_media_types(record.descriptor, oci_mediatypes=oci) for record in layers)
+        index_blob = encode_index([d.as_digest for d in descriptors], blobs, actions)
+        index_layer, index_descriptor = build_index_layer(index_blob, oci_mediatypes=oci)
+        created = format_timestamp(now)
+        config = CacheConfig(
+            created=created,
+            mode=self.entry.mode,
+            compression=self.entry.compression,
+            index=index_descriptor,
+            layer_count=len(descriptors),
+            blob_count=len(blobs),
+            action_count=len(actions),
+            blob_bytes=sum(entry.digest.size_bytes for entry in blobs),
+        )
+        config_bytes = config.to_bytes()
+        config_descriptor = config.descriptor()
+        manifest, media_type = build_manifest(
+            CacheImage(config_descriptor, descriptors, index_descriptor),
+            created=created,
+            oci_mediatypes=oci,
+            image_manifest=self.entry.image_manifest,
+        )
+        for descriptor, data in ((index_descriptor, index_layer), (config_descriptor, config_bytes)):
+            if self.target.push_blob(descriptor.as_digest, data) is PushOutcome.UPLOADED:
+                self.uploaded_bytes += len(data)
+        return media_type, manifest, (len(actions), len(blobs), len(descriptors))
+
+    def _confirm(self, digest: str, ours: List[Digest], window: float) -> None:
+        """After our PUT: wait past any other writer's HEAD-to-PUT window, then make
+        sure the image at the ref (ours, or one merged on top of it) has our actions."""
+        delay = self.exporter._confirm_delay
+        if delay is None:
+            floor = MIN_CONFIRM_DELAY_REGISTRY if registry_repository(self.target) else MIN_CONFIRM_DELAY_LAYOUT
+            delay = min(MAX_CONFIRM_DELAY, max(floor, 3 * window))
+        if delay > 0:
+            time.sleep(delay)
+        current = self.target.head_manifest(self.reference)
+        if current == digest:
+            return
+        if current is None:
+            raise _Retry("the ref disappeared right after our export")
+        try:
+            image = load_cache_image(self.target, self.reference)
+        except CacheError as error:
+            raise _Retry(f"another writer's image replaced ours and cannot be read ({error})") from None
+        missing = [action for action in ours if image.index.find_action(action) is None]
+        if missing:
+            raise _Retry(f"another writer replaced our image without {len(missing)} of our actions")
+
+    def _message(self, base: Optional[LoadedImage], counts: Tuple[int, int, int]) -> str:
+        parts = [f"{counts[0]} actions, {counts[1]} blobs in {counts[2]} layers"]
+        parts.append(f"merged with {base.digest}" if base is not None else "new image")
+        if self.pruned.actions_dropped or self.pruned.blobs_dropped:
+            parts.append(f"pruned {self.pruned.actions_dropped} actions, {self.pruned.blobs_dropped} blobs")
+        if self.left_out:
+            parts.append(f"{self.left_out} actions left out (blobs unavailable)")
+        return "; ".join(parts)
+
+
+def prune_cache_image(
+    target: ImageTarget,
+    *,
+    keep_duration: Optional[float] = None,
+    keep_bytes: Optional[int] = None,
+    entry: Optional[CacheTo] = None,
+    work_dir: Optional[Path] = None,
+    now: Optional[float] = None,
+) -> ExportTargetReport:
+    """Rewrites the image at the target's tag under keep-duration / keep-bytes,
+    keeping its mode, compression and media types (or those of `entry`). Merges and
+    retries like an export; the tag moves only if the rewrite succeeded."""
+    if entry is None:
+        entry = _entry_like(target)
+    clock = (lambda: float(now)) if now is not None else time.time
+    directory = work_dir or Path(tempfile.mkdtemp(prefix="oci-cache-prune-"))
+    try:
+        exporter = CacheExporter(None, directory, clock=clock)
+        return exporter.export_entry(entry, target, keep_duration=keep_duration, keep_bytes=keep_bytes)
+    finally:
+        if work_dir is None:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _entry_like(target: ImageTarget) -> CacheTo:
+    """A cache-to entry that rewrites the target's image as it is."""
+    try:
+        image = load_cache_image(target)
+    except CacheImageNotFoundError:
+        image = None
+    reference = getattr(target, "reference", None)
+    if reference is not None:
+        base = CacheTo(type=TYPE_REGISTRY, ref=str(reference))
+    else:
+        base = CacheTo(type=TYPE_LOCAL, dest=str(getattr(target, "path", "")), tag=target.tag)
+    if image is None:
+        return base
+    return replace(
+        base,
+        mode=image.config.mode if image.config.mode in (MODE_MIN, MODE_MAX) else MODE_MAX,
+        compression=image.config.compression,
+        oci_mediatypes=image.parsed.oci_mediatypes,
+        image_manifest=image.parsed.image_manifest,
+    )
+
+
+__all__ = ["CacheExporter", "prune_cache_image"]

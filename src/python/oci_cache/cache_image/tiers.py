@@ -1,0 +1,90 @@
+"""`open_oci_tiers`: what `oci-cache serve` serves from when it has cache-from or
+cache-to entries.
+
+    local store  →  read-through of the imported images  →  completeness check
+    (durable)       (ImportingBlobStore / ImportingActionCache)  (hits are whole)
+
+The import runs in the background (the server listens at once; lookups wait for
+it briefly, then miss) and re-checks the refs every minute. `Tiers.export`
+exports to every cache-to entry; it is called by the control service and once at
+shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, List
+
+from oci_cache.cache_entries import CacheFrom, CacheTo
+from oci_cache.cache_image.exporter import CacheExporter
+from oci_cache.cache_image.imported_images import ImportSet
+from oci_cache.cache_image.importer import DEFAULT_REFRESH_SECONDS, CacheImporter
+from oci_cache.cache_image.importing_action_cache import ImportingActionCache
+from oci_cache.cache_image.importing_blob_store import ImportingBlobStore
+from oci_cache.cache_image.usage_log import UsageLog
+from oci_cache.export_report import ExportReport
+from oci_cache.store.completeness import CompletenessCheckingActionCache
+from oci_cache.store.local_store import LocalStore
+
+if TYPE_CHECKING:  # serve_command imports this module
+    from oci_cache.cli.serve_command import ServeConfig, Tiers
+
+logger = logging.getLogger(__name__)
+
+EXPORT_DIRECTORY = "export"
+
+
+def open_oci_tiers(
+    config: "ServeConfig", *, refresh_seconds: float = DEFAULT_REFRESH_SECONDS, **exporter_options: Any
+) -> "Tiers":
+    """The tiers for `config` (its `cache_from` / `cache_to` lists of parsed entries);
+    with neither, just the local store behind the completeness check.
+    `exporter_options` go to CacheExporter (e.g. confirm_delay, max_layer_bytes)."""
+    from oci_cache.cli.serve_command import Tiers
+
+    cache_from: List[CacheFrom] = list(getattr(config, "cache_from", None) or [])
+    cache_to: List[CacheTo] = list(getattr(config, "cache_to", None) or [])
+    store = LocalStore(config.state_dir / "store", config.max_size_bytes)
+    if not cache_from and not cache_to:
+        return Tiers(
+            blobs=store,
+            action_cache=CompletenessCheckingActionCache(store, store),
+            close=store.close,
+            local_store_stats=store.stats,
+        )
+    try:
+        imports = ImportSet(expected=len(cache_from))
+        importer = CacheImporter(cache_from, imports, refresh_seconds=refresh_seconds)
+        blobs = ImportingBlobStore(store, imports)
+        usage = UsageLog()
+        actions = ImportingActionCache(store, blobs, imports, usage)
+        exporter = CacheExporter(
+            store, config.state_dir / EXPORT_DIRECTORY, imports=imports, usage=usage, fetcher=blobs, **exporter_options
+        )
+    except BaseException:
+        store.close()
+        raise
+    importer.start()
+
+    def export() -> ExportReport:
+        return exporter.export(cache_to)
+
+    def pending() -> int:
+        return max((exporter.pending_entries(entry) for entry in cache_to), default=0)
+
+    def close() -> None:
+        importer.close()
+        blobs.close()
+        store.close()
+
+    return Tiers(
+        blobs=blobs,
+        action_cache=CompletenessCheckingActionCache(actions, blobs),
+        close=close,
+        export=export if cache_to else None,
+        local_store_stats=store.stats,
+        pending_export_entries=pending if cache_to else None,
+    )
+
+
+__all__ = ["EXPORT_DIRECTORY", "open_oci_tiers"]

@@ -1,0 +1,132 @@
+"""The daemon's control plane around the cache server, as `oci-cache serve` runs it.
+
+    runtime = DaemonRuntime(identity, tiers_parts..., stop_event)
+    server, port = build_server(runtime.blobs, runtime.action_cache, listen,
+                                runtime.server_options(ServerOptions(bearer_token=token)))
+    server.start()
+    runtime.started(address)            # starts the HTTP control endpoint (control_http=True)
+    reason = runtime.wait()             # signal, Shutdown call, or idle timeout
+    runtime.stop(server)                # stop accepting, then export once
+
+It counts what clients do (store.metrics), serves the Control service (gRPC on the
+cache port and, with control_http, JSON over HTTP on a free loopback port), stamps
+every call (server.activity) and
+turns a Shutdown call or the idle timeout into the same stop as SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable, List, Optional
+
+from oci_cache.export_report import ExportReport
+from oci_cache.server.activity import Activity, ActivityInterceptor
+from oci_cache.server.control_http import ControlHttpServer
+from oci_cache.server.control_service import ControlService
+from oci_cache.server.daemon_control import DaemonControl, DaemonIdentity
+from oci_cache.server.export_runner import CoalescingExport, describe_failures
+from oci_cache.server.grpc_server import CacheServer, ServerOptions
+from oci_cache.store.interfaces import ActionCache, BlobStore
+from oci_cache.store.local_store import LocalStoreStats
+from oci_cache.store.metrics import MetricsActionCache, MetricsBlobStore, StoreMetrics
+
+logger = logging.getLogger(__name__)
+
+STOP_GRACE_SECONDS = 5.0
+POLL_SECONDS = 0.5
+
+REASON_SIGNAL = "signal"
+REASON_SHUTDOWN = "Shutdown call"
+REASON_IDLE = "idle timeout"
+
+
+class DaemonRuntime:
+    def __init__(
+        self,
+        identity: DaemonIdentity,
+        blobs: BlobStore,
+        action_cache: ActionCache,
+        stop: threading.Event,
+        *,
+        bearer_token: Optional[str] = None,
+        control_http: bool = False,
+        export: Optional[Callable[[], ExportReport]] = None,
+        local_store_stats: Optional[Callable[[], LocalStoreStats]] = None,
+        pending_export_entries: Optional[Callable[[], int]] = None,
+    ) -> None:
+        self.identity = identity
+        self.metrics = StoreMetrics()
+        self.blobs = MetricsBlobStore(blobs, self.metrics)
+        self.action_cache = MetricsActionCache(action_cache, self.metrics)
+        self.activity = Activity()
+        self.exporter = CoalescingExport(export) if export is not None else None
+        self._stop = stop
+        self._reason: Optional[str] = None
+        self._skip_final_export = False
+        self.control = DaemonControl(
+            identity,
+            self.metrics,
+            self.activity,
+            self.exporter,
+            self._request_shutdown,
+            local_store_stats=local_store_stats,
+            pending_export_entries=pending_export_entries,
+        )
+        self._control_service = ControlService(self.control)
+        self._http = ControlHttpServer(self.control, self.activity, bearer_token) if control_http else None
+
+    def server_options(self, options: ServerOptions) -> ServerOptions:
+        """`options` plus the Control service and the activity interceptor."""
+        options.extra_handlers = [*options.extra_handlers, self._control_service.handler()]
+        options.extra_interceptors = [*options.extra_interceptors, ActivityInterceptor(self.activity)]
+        return options
+
+    def started(self, address: str) -> str:
+        """Records the cache address and starts the HTTP control endpoint, if any; its URL ("" without)."""
+        self.identity.address = address
+        if self._http is not None:
+            self.identity.control_url = self._http.start()
+        self.activity.touch()
+        return self.identity.control_url
+
+    def wait(self) -> str:
+        """Blocks until the daemon should stop; why."""
+        idle_timeout = self.identity.idle_timeout_seconds
+        while not self._stop.wait(POLL_SECONDS):
+            if idle_timeout and self.activity.idle_seconds() >= idle_timeout and not self._export_running():
+                self._reason = self._reason or REASON_IDLE
+                self._stop.set()
+        return self._reason or REASON_SIGNAL
+
+    def stop(self, server: CacheServer, grace: float = STOP_GRACE_SECONDS) -> Optional[ExportReport]:
+        """Stops accepting calls (running ones get `grace` seconds), then exports once
+        (unless a Shutdown call said not to). Returns the final export's report."""
+        if self._http is not None:
+            self._http.stop()
+        server.stop(grace).wait()
+        self._control_service.close()
+        if self.exporter is None or self._skip_final_export:
+            return None
+        logger.info("exporting before exit")
+        try:
+            report = self.exporter.run()
+        except Exception:  # noqa: BLE001 - exiting anyway; the log says why
+            logger.exception("the export at shutdown failed")
+            return None
+        if report.ok:
+            logger.info("export at shutdown done in %.1fs", report.seconds)
+        else:
+            logger.warning("export at shutdown failed: %s", describe_failures(report))
+        return report
+
+    def _request_shutdown(self, skip_export: bool) -> None:
+        self._skip_final_export = self._skip_final_export or skip_export
+        self._reason = self._reason or REASON_SHUTDOWN
+        self._stop.set()
+
+    def _export_running(self) -> bool:
+        return self.exporter is not None and self.exporter.running
+
+
+__all__: List[str] = ["DaemonRuntime", "REASON_IDLE", "REASON_SHUTDOWN", "REASON_SIGNAL"]

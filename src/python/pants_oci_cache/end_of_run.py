@@ -1,0 +1,108 @@
+"""The end of a Pants run: export (per `[oci-cache] export_on_finish`) and one summary line.
+
+A `WorkunitsCallbackFactoryRequest` union member: Pants creates its callback at the
+start of every run and calls it with `finished=True` once the run's work, the
+uploads to the cache included, is done. The callback talks to the daemon over its
+JSON control endpoint (standard library only, about a millisecond a call):
+
+- `wait`: asks for an export and waits for it (on a terminal, a progress line every
+  few seconds while it waits);
+- `background`: asks for an export and returns at once (the daemon finishes it);
+- `off`: no export.
+
+Then it prints `oci-cache: H hits, M misses, R read, W written; <export>`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Iterable, List, Optional
+
+from pants.engine.rules import collect_rules, rule
+from pants.engine.streaming_workunit_handler import (
+    WorkunitsCallback,
+    WorkunitsCallbackFactory,
+    WorkunitsCallbackFactoryRequest,
+)
+from pants.engine.unions import UnionRule
+from pants.option.global_options import GlobalOptions
+
+from pants_oci_cache import run_state
+from pants_oci_cache.finish import finish_run
+from pants_oci_cache.subsystem import ExportOnFinish, OciCacheSubsystem
+
+logger = logging.getLogger(__name__)
+
+
+class OciCacheCallbackFactoryRequest:
+    pass
+
+
+@dataclass(frozen=True)
+class EndOfRunSettings:
+    export_on_finish: ExportOnFinish
+    remote_cache_on: bool
+
+
+@rule
+async def oci_cache_callback_factory(
+    _: OciCacheCallbackFactoryRequest, subsystem: OciCacheSubsystem, global_options: GlobalOptions
+) -> WorkunitsCallbackFactory:
+    settings = EndOfRunSettings(
+        export_on_finish=subsystem.export_on_finish,
+        remote_cache_on=bool(global_options.remote_cache_read or global_options.remote_cache_write),
+    )
+    return WorkunitsCallbackFactory(lambda: callback_for_this_run(settings))
+
+
+def callback_for_this_run(settings: EndOfRunSettings) -> Optional[WorkunitsCallback]:
+    start = run_state.take()
+    if not settings.remote_cache_on:
+        logger.warning(
+            "[oci-cache] `remote_cache_read` and `remote_cache_write` are both false in [GLOBAL], so Pants "
+            "does not use the cache: set them to true (`pants help oci-cache`)."
+        )
+        return None
+    if start is None:  # remote_auth said UNAVAILABLE (and warned)
+        return None
+    return EndOfRunCallback(start, settings.export_on_finish)
+
+
+class EndOfRunCallback(WorkunitsCallback):
+    def __init__(self, start: run_state.RunStart, export_on_finish: ExportOnFinish) -> None:
+        self._start = start
+        self._export_on_finish = export_on_finish
+
+    @property
+    def can_finish_async(self) -> bool:
+        return False  # it prints the summary, which must reach the console
+
+    def __call__(
+        self,
+        *,
+        started_workunits: Any,
+        completed_workunits: Any,
+        finished: bool,
+        context: Any,
+    ) -> None:
+        if not finished:
+            return
+        try:
+            line, ok = finish_run(self._start, self._export_on_finish.value)
+        except Exception as error:  # noqa: BLE001 - the cache must never fail the build
+            line, ok = f"oci-cache: the end-of-run export failed: {type(error).__name__}: {error}", False
+        if ok:
+            logger.info(line)
+        else:
+            logger.warning(line)
+
+
+def rules() -> Iterable:
+    return [
+        *collect_rules(),
+        UnionRule(WorkunitsCallbackFactoryRequest, OciCacheCallbackFactoryRequest),
+    ]
+
+
+__all__: List[str] = ["EndOfRunCallback", "OciCacheCallbackFactoryRequest", "rules"]

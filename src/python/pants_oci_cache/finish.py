@@ -1,0 +1,92 @@
+"""What the end of a Pants run does with the daemon (Pants-independent, see end_of_run.py).
+
+    line, ok = finish_run(start, "wait")     # "wait" | "background" | "off"
+
+asks the daemon to export (per the mode), then for its counters, and returns the
+summary line and whether everything went well.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from typing import Any, Callable, List, Optional, Tuple
+
+from oci_cache.daemon.control_client import ControlClient, ControlError, ExportResult
+from pants_oci_cache.run_state import RunStart
+from pants_oci_cache.summary import RunCounters, describe_export, summary_line
+
+logger = logging.getLogger(__name__)
+
+MODES = ("wait", "background", "off")
+PROGRESS_AFTER_SECONDS = 2.0
+PROGRESS_INTERVAL_SECONDS = 5.0
+
+
+def finish_run(start: RunStart, mode: str, terminal: Optional[bool] = None) -> Tuple[str, bool]:
+    """(summary line, whether all went well). `terminal` (default: whether stderr is one)
+    turns on progress lines while a `wait` export takes long."""
+    if mode not in MODES:
+        raise ValueError(f"export_on_finish must be one of {', '.join(MODES)}, not {mode!r}")
+    client = start.handle.client()
+    began = time.monotonic()
+    if mode == "off":
+        export_text, ok = 'export off (`export_on_finish = "off"`)', True
+    else:
+        try:
+            result = export_with_progress(
+                client, background=mode == "background", terminal=_stderr_is_terminal() if terminal is None else terminal
+            )
+        except ControlError as error:
+            return f"oci-cache: the export failed, the daemon did not answer ({error})", False
+        export_text, ok = describe_export(result, time.monotonic() - began), result.ok
+    try:
+        end = client.status()
+    except ControlError as error:
+        return f"oci-cache: {export_text}; no counters, the daemon did not answer ({error})", False
+    return summary_line(RunCounters.between(start.handle.status, end), export_text), ok
+
+
+def export_with_progress(
+    client: ControlClient,
+    background: bool,
+    terminal: bool,
+    report: Callable[[str], None] = logger.info,
+    after: float = PROGRESS_AFTER_SECONDS,
+    interval: float = PROGRESS_INTERVAL_SECONDS,
+) -> ExportResult:
+    """The export; with `terminal`, a progress line (`report`) after `after` seconds and
+    every `interval` seconds while it runs (log lines, which Pants' console shows cleanly)."""
+    if background or not terminal:
+        return client.export(background=background)
+    outcome: List[Any] = []
+    worker = threading.Thread(target=lambda: outcome.append(_capture(client.export)), daemon=True)
+    began = time.monotonic()
+    worker.start()
+    worker.join(after)
+    while worker.is_alive():
+        report(f"oci-cache: exporting ... {time.monotonic() - began:.0f}s")
+        worker.join(interval)
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result  # type: ignore[no-any-return]
+
+
+def _capture(call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except BaseException as error:  # noqa: BLE001 - re-raised on the calling thread
+        return error
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+__all__: List[str] = ["MODES", "export_with_progress", "finish_run"]

@@ -1,0 +1,103 @@
+"""The plugin's end of run (pants_oci_cache.finish) against a real daemon started by the
+launcher with the embedded default (an OCI image layout in its directory): the export per
+`export_on_finish` and the summary line. Pants itself is not needed here; the real-Pants
+tests are in test_pants_plugin.py.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import grpc
+import pytest
+
+from oci_cache.daemon.launcher import DaemonHandle, ensure_daemon
+from oci_cache.daemon.settings import DaemonSettings
+from oci_cache.daemon_state import read_daemon_state
+from oci_cache.reapi import remote_execution_pb2 as re_pb2
+from pants_oci_cache.finish import finish_run
+from pants_oci_cache.run_state import RunStart
+from reapi_client import ReapiClient, digest_of
+
+SOURCE_ROOT = str(Path(__file__).resolve().parents[2] / "src" / "python")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Iterator[DaemonSettings]:
+    (tmp_path / "repo").mkdir()
+    made = DaemonSettings(
+        repo_root=str(tmp_path / "repo"), state_dir=str(tmp_path / "state"), python=sys.executable,
+        pythonpath=(SOURCE_ROOT,),
+    )
+    yield made
+    for directory in (tmp_path / "state").glob("*"):
+        state = read_daemon_state(directory)
+        if state is not None:
+            try:
+                os.kill(state.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+def one_hit_and_one_miss(handle: DaemonHandle) -> None:
+    auth = [("authorization", f"Bearer {handle.token}")]
+    channel = grpc.insecure_channel(handle.address[len("grpc://"):])
+    try:
+        client = ReapiClient(channel, metadata=auth)
+        output = b"an output" * 1000
+        client.upload_blobs({(digest_of(output).hash, len(output)): output})
+        action = digest_of(b"an action")
+        result = re_pb2.ActionResult(output_files=[re_pb2.OutputFile(path="out", digest=digest_of(output))])
+        client.action_cache.UpdateActionResult(
+            re_pb2.UpdateActionResultRequest(action_digest=action, action_result=result), metadata=auth
+        )
+        client.action_cache.GetActionResult(re_pb2.GetActionResultRequest(action_digest=action), metadata=auth)
+        assert client.read_blob(digest_of(output)) == output
+        with pytest.raises(grpc.RpcError):
+            client.action_cache.GetActionResult(
+                re_pb2.GetActionResultRequest(action_digest=digest_of(b"unknown")), metadata=auth
+            )
+    finally:
+        channel.close()
+
+
+def test_wait_exports_to_the_embedded_layout_and_summarizes_the_run(settings: DaemonSettings) -> None:
+    handle = ensure_daemon(settings)
+    start = RunStart(handle)
+    one_hit_and_one_miss(handle)
+    line, ok = finish_run(start, "wait", terminal=False)
+    layout = handle.directory / "cache-image"
+    assert ok, line
+    assert re.fullmatch(
+        r"oci-cache: 1 hit, 1 miss, 8\.8KiB read, 8\.8KiB written; exported 1 entry \(1 new layer, \S+ uploaded, "
+        rf"0 reused\) to type=local,dest={re.escape(str(layout))} in \d+\.\ds",
+        line,
+    ), line
+    assert (layout / "index.json").is_file()
+
+    # The next run starts from the counters as they are now: it counts only its own calls.
+    again = RunStart(ensure_daemon(settings))
+    line, ok = finish_run(again, "off", terminal=False)
+    assert ok and line == 'oci-cache: 0 hits, 0 misses, 0B read, 0B written; export off (`export_on_finish = "off"`)'
+    line, ok = finish_run(again, "background", terminal=False)
+    assert ok and line.endswith("export started in the background (`oci-cache status` shows when it is done)"), line
+
+
+def test_a_daemon_gone_before_the_end_of_the_run(settings: DaemonSettings) -> None:
+    handle = ensure_daemon(settings)
+    os.kill(handle.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        line, ok = finish_run(RunStart(handle), "wait", terminal=False)
+        if not ok:
+            break
+        time.sleep(0.05)
+    assert not ok and line.startswith("oci-cache: the export failed, the daemon did not answer"), line
+    with pytest.raises(ValueError, match="wait, background, off"):
+        finish_run(RunStart(handle), "later")
