@@ -52,8 +52,7 @@ def daemon_python(configured: str, env: Mapping[str, str]) -> Tuple[str, Tuple[s
     raise NoDaemonPython(
         "no Python interpreter with the daemon's dependencies (grpcio, protobuf, zstandard, urllib3) was "
         "found: set `[oci-cache] python` to one (e.g. a virtualenv where `pip install pants-oci-cache` "
-        "was run), put such a virtualenv's `oci-cache` on the PATH, or install the plugin through "
-        "`[GLOBAL].plugins`"
+        "was run), or put such a virtualenv's `oci-cache` on the PATH (docs/pants.md, section 3)"
     )
 
 

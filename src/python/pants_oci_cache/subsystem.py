@@ -63,7 +63,7 @@ class OciCacheSubsystem(Subsystem):
             "The Python interpreter (3.9 or newer) that runs the daemon; it needs pants-oci-cache's "
             "dependencies (grpcio, protobuf, zstandard, urllib3), e.g. a virtualenv where "
             "`pip install pants-oci-cache` was run. Empty: the interpreter running Pants when those "
-            "dependencies are importable in it (the plugin installed through `[GLOBAL].plugins`), "
+            "dependencies are importable in it, "
             "otherwise the interpreter of the `oci-cache` command on the PATH."
         ),
     )

@@ -33,7 +33,7 @@ def test_tls_with_the_ca_bundle(registry_tls: RegistryServer, unique_repo: str) 
 
 def test_tls_without_the_ca_fails_clearly(registry_tls: RegistryServer, unique_repo: str) -> None:
     client = client_for(registry_tls.host)
-    with pytest.raises(RegistryUnavailableError, match="not trusted.*ca_bundle=PATH.*insecure=true"):
+    with pytest.raises(RegistryUnavailableError, match="not trusted.*SSL_CERT_FILE=PATH.*insecure=true"):
         client.blob_exists(unique_repo, random_blob(1)[0])
 
 

@@ -676,8 +676,8 @@ class RegistryClient:
             )
         if "certificate" in lowered or "verify" in lowered:
             return RegistryUnavailableError(
-                f"the TLS certificate of {urlsplit(url).netloc} is not trusted ({reason}); give the CA that signed it "
-                "(ca_bundle=PATH) or, for a lab registry, set insecure=true"
+                f"the TLS certificate of {urlsplit(url).netloc} is not trusted ({reason}); trust the CA that signed it "
+                "(SSL_CERT_FILE=PATH in the daemon's environment) or, for a lab registry, set insecure=true"
             )
         return RegistryUnavailableError(f"TLS connection to {urlsplit(url).netloc} failed: {reason}")
 
