@@ -265,7 +265,12 @@ def test_a_killed_daemon_is_restarted_and_concurrent_runs_share_one(repo: Plugin
     for thread in threads:
         thread.join(PANTS_TIMEOUT_SECONDS)
     assert set(runs) == {"concurrent-a", "concurrent-b"}
-    for run in runs.values():
+    for name, run in list(runs.items()):
+        if run.returncode != 0 and "ETXTBSY" in run.output:
+            # Pants 2.17 itself sometimes fails to exec a freshly written sandbox script when
+            # two runs start at once ("Error launching process after 1 retry for ETXTBSY"),
+            # before any cache call; that run is repeated once, against the same daemon.
+            runs[name] = run = repo.run(name + "-again", "--no-local-cache")
         assert run.returncode == 0, f"{run.describe()}\ndaemon log:\n{repo.daemon_log()}"
         assert run.summary is not None, run.describe()
         # Everything written before the crash was durable: both are served from the cache.

@@ -1,0 +1,320 @@
+#!/usr/bin/env bash
+# Pants end to end: the same Pants 2.17.1 build of examples/basic (export-codegen test ::),
+# warm from a FRESH Pants local store, served by
+#
+#   (a) plugin     this project's pants_oci_cache plugin, cache_from/cache_to a local Debian
+#                  docker-registry on 127.0.0.1; each warm run starts on a fresh [oci-cache]
+#                  state dir, so its daemon imports the cache image from the registry
+#                  (and, as configured, exports again at the end of the run);
+#   (b) buildgrid  BuildGrid 0.4.4's in-memory CAS + ActionCache (the peer), Pants pointed at
+#                  it with remote_store_address + remote_cache_read/write;
+#   (c) local      Pants' own local cache: the local store of a cold run, no remote cache
+#                  (the ceiling: no network, no daemon);
+#
+# plus `pants --version` (Pants start-up alone, the floor every run pays). Each remote cache
+# is seeded by one cold run; then N rounds run round-robin (start-up, local, buildgrid,
+# plugin, and the plugin again with export_on_finish = off, to show what the end-of-run
+# export costs) and the medians are compared, net of the start-up median. Every warm run's
+# --stats-log counters are checked: all remote-cacheable processes served from the cache.
+#
+#   bench/pants_bench.sh [--runs N]      (default 3; about 1 min + 40 s per round)
+#
+# Targets (issue 4): plugin <= 0.9 x buildgrid and plugin <= 1.2 x local, judged net of
+# start-up (the wall-time ratios are printed too). Exit status 0 whether or not a target
+# is met; 1 when a run fails or a warm run is not served entirely from its cache.
+#
+# Everything lives under .cache/bench/ (gitignored): BuildGrid's venv (bgvenv/, created with
+# pyenv's Python 3.11 and `pip install buildgrid==0.4.4` when absent; BUILDGRID_VENV=DIR
+# uses another), logs and per-run directories (run/, removed at each start). The registry,
+# BuildGrid and the plugin's daemons are stopped by PID on exit.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+REPO_ROOT="$PWD"
+
+RUNS=3
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --runs) RUNS="$2"; shift 2 ;;
+    --runs=*) RUNS="${1#--runs=}"; shift ;;
+    -h | --help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "pants_bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+if ! [[ "$RUNS" =~ ^[1-9][0-9]*$ ]]; then
+  echo "pants_bench: --runs takes a positive integer" >&2
+  exit 2
+fi
+
+BENCH_DIR="$REPO_ROOT/.cache/bench"
+WORK="$BENCH_DIR/run"
+BUILDROOT="$WORK/repo"
+PANTS="$REPO_ROOT/.venv-pants/bin/pants"
+OCI_CACHE="$REPO_ROOT/.venv/bin/oci-cache"
+BG_VENV="${BUILDGRID_VENV:-$BENCH_DIR/bgvenv}"
+GOALS=(export-codegen test ::)
+export NO_SCIE_WARNING=1
+
+log() { echo "pants_bench: $*" >&2; }
+now() { date +%s.%N; }
+minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b <= 0) print "n/a"; else printf "%.2f", a / b }'; }
+verdict() { awk -v r="$1" -v t="$2" 'BEGIN { if (r == "n/a") print "n/a"; else print ((r <= t) ? "PASS" : "FAIL") }'; }
+median() { # median of the arguments
+  printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) printf "%.2f", v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+free_port() {
+  "$REPO_ROOT/.venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+wait_for_port() { # PORT PID NAME: until something accepts on 127.0.0.1:PORT
+  local deadline=$((SECONDS + 60))
+  until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
+    if ! kill -0 "$2" 2>/dev/null; then log "$3 exited during start-up (see its log)"; exit 1; fi
+    if ((SECONDS > deadline)); then log "$3 did not listen on port $1 within 60 s"; exit 1; fi
+    sleep 0.05
+  done
+}
+
+# --- prerequisites ----------------------------------------------------------------------
+[[ -x "$PANTS" && -x "$OCI_CACHE" ]] || scripts/bootstrap.sh --pants
+command -v docker-registry >/dev/null || { log "docker-registry is not installed (Debian package docker-registry)"; exit 1; }
+if [[ ! -x "$BG_VENV/bin/bgd" ]]; then
+  py311="$(ls -d "$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"/versions/3.11.*/bin/python3.11 2>/dev/null | tail -n 1 || true)"
+  [[ -n "$py311" ]] || py311="$(command -v python3.11 || true)"
+  [[ -n "$py311" ]] || { log "BuildGrid 0.4.4 needs Python 3.11 (pyenv install 3.11)"; exit 1; }
+  log "creating BuildGrid's venv in ${BG_VENV#"$REPO_ROOT"/} ($py311; pip install buildgrid==0.4.4) ..."
+  mkdir -p "$BENCH_DIR"
+  "$py311" -m venv "$BG_VENV"
+  "$BG_VENV/bin/pip" install -q buildgrid==0.4.4 >"$BENCH_DIR/bgvenv-install.log" 2>&1 \
+    || { log "pip install buildgrid failed; see $BENCH_DIR/bgvenv-install.log"; rm -rf "$BG_VENV"; exit 1; }
+fi
+
+# --- servers, stopped by PID on exit ----------------------------------------------------
+SERVER_PIDS=()
+STATE_DIRS=()
+stop_process() { # PID: TERM, then KILL after 5 s
+  local pid="$1" i
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.05; done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+stop_daemons() { # STATE_DIR: the plugin's daemons there (oci-cache stop, then their PIDs)
+  local dir="$1" file pid
+  [[ -d "$dir" ]] || return 0
+  "$OCI_CACHE" stop --state-dir "$dir" --no-export --timeout 20s >>"$WORK/stop.log" 2>&1 || true
+  for file in "$dir"/*/daemon.json; do
+    [[ -f "$file" ]] || continue
+    pid="$("$REPO_ROOT/.venv/bin/python" -c 'import json, sys; print(int(json.load(open(sys.argv[1]))["pid"]))' "$file" 2>/dev/null || true)"
+    [[ -n "$pid" ]] && stop_process "$pid"
+  done
+}
+cleanup() {
+  local dir pid
+  for dir in "${STATE_DIRS[@]}"; do stop_daemons "$dir"; done
+  for pid in "${SERVER_PIDS[@]}"; do stop_process "$pid"; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+rm -rf "$WORK"
+mkdir -p "$WORK"
+cp -R examples/basic "$BUILDROOT"
+export XDG_CACHE_HOME="$WORK/xdg-cache" # Pants' default caches stay in the bench too
+
+# docker-registry: filesystem storage in the bench, plain HTTP on loopback (config as JSON,
+# which is YAML).
+REGISTRY_PORT="$(free_port)"
+mkdir -p "$WORK/registry/storage"
+cat >"$WORK/registry/config.yml" <<JSON
+{"version": 0.1,
+ "log": {"level": "error", "accesslog": {"disabled": true}},
+ "storage": {"filesystem": {"rootdirectory": "$WORK/registry/storage"},
+             "delete": {"enabled": true},
+             "maintenance": {"uploadpurging": {"enabled": false}}},
+ "http": {"addr": "127.0.0.1:$REGISTRY_PORT", "secret": "$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"},
+ "health": {"storagedriver": {"enabled": false}}}
+JSON
+docker-registry serve "$WORK/registry/config.yml" >"$WORK/registry.log" 2>&1 </dev/null &
+SERVER_PIDS+=("$!")
+wait_for_port "$REGISTRY_PORT" "$!" docker-registry
+
+# BuildGrid: CAS, ByteStream and ActionCache of instance "" over one in-memory LRU storage.
+BG_PORT="$(free_port)"
+cat >"$WORK/buildgrid.yml" <<YAML
+server:
+  - !channel
+    address: "127.0.0.1:$BG_PORT"
+    insecure-mode: true
+authorization:
+  method: none
+storages:
+  - !lru-storage &memory
+    size: 2048M
+caches:
+  - !lru-action-cache &memory-ac
+    storage: *memory
+    max-cached-refs: 100000
+    allow-updates: true
+    cache-failed-actions: true
+instances:
+  - name: ""
+    services:
+      - !cas
+        storage: *memory
+      - !bytestream
+        storage: *memory
+      - !action-cache
+        cache: *memory-ac
+YAML
+"$BG_VENV/bin/bgd" server start "$WORK/buildgrid.yml" >"$WORK/buildgrid.log" 2>&1 </dev/null &
+SERVER_PIDS+=("$!")
+wait_for_port "$BG_PORT" "$!" BuildGrid
+
+# The plugin, installed in-repo as docs/pants.md describes; the state dir is per run.
+CACHE_REF="type=registry,ref=127.0.0.1:$REGISTRY_PORT/bench/basic:cache"
+cat >"$BUILDROOT/oci-cache.toml" <<TOML
+[GLOBAL]
+pythonpath = ["$REPO_ROOT/src/python"]
+backend_packages.add = ["pants_oci_cache"]
+
+[oci-cache]
+cache_from = ["$CACHE_REF"]
+cache_to = ["$CACHE_REF"]
+python = "$REPO_ROOT/.venv/bin/python"
+TOML
+
+# --- Pants runs -------------------------------------------------------------------------
+
+# pants_run NAME ARGS...: one --no-pantsd run with every directory of its own (a fresh
+# local store unless LOCAL_STORE names one) under run/NAME; output in run/NAME.log, wall
+# seconds in $ELAPSED.
+pants_run() {
+  local name="$1" start status=0
+  shift
+  local dir="$WORK/$name"
+  mkdir -p "$dir/sandboxes"
+  start="$(now)"
+  RUN_START="$start"
+  (cd "$BUILDROOT" && "$PANTS" --no-pantsd --no-pantsrc --no-watch-filesystem \
+    --pants-workdir="$dir/workdir" --pants-subprocessdir="$dir/pids" \
+    --named-caches-dir="$dir/named-caches" --local-execution-root-dir="$dir/sandboxes" \
+    --local-store-dir="${LOCAL_STORE:-$dir/local-store}" "$@") >"$WORK/$name.log" 2>&1 || status=$?
+  ELAPSED="$(minus "$(now)" "$start")"
+  if [[ $status -ne 0 ]]; then
+    log "pants ($name) failed with exit code $status; last lines of $WORK/$name.log:"
+    tail -n 30 "$WORK/$name.log" >&2
+    exit 1
+  fi
+}
+build() { # NAME ARGS...: the example build
+  local name="$1"
+  shift
+  pants_run "$name" --pants-distdir="$BUILDROOT/dist-$name" --stats-log \
+    --ignore-warnings="['Please run with \`--plugins=hdrhistogram\`']" "$@" "${GOALS[@]}"
+}
+counter() { # NAME COUNTER: from the --stats-log block of that run
+  awk -v key="$2:" '/Counters:/ { on = 1; next } on && $1 == key { v = $2 } END { print v + 0 }' "$WORK/$1.log"
+}
+# served NAME local|remote: exits unless all $cacheable remote-cacheable processes came from
+# that cache (Pants also runs ~18 per-session processes, e.g. binary look-ups, every time).
+served() {
+  local hits
+  hits="$(counter "$1" "$2_cache_requests_cached")"
+  if [[ "$hits" -ne "$cacheable" || "$(counter "$1" remote_cache_read_errors)" -ne 0 \
+    || "$(counter "$1" remote_cache_write_attempts)" -ne 0 ]]; then
+    log "$1: $hits of $cacheable cacheable processes came from the $2 cache (see $WORK/$1.log)"
+    exit 1
+  fi
+}
+plugin_args() { # STATE_DIR: the plugin's configuration for one run, in PLUGIN_ARGS
+  STATE_DIRS+=("$1")
+  PLUGIN_ARGS=("--pants-config-files=+['$BUILDROOT/oci-cache.toml']" "--oci-cache-state-dir=$1"
+    --remote-cache-read --remote-cache-write)
+}
+# daemon_ready STATE_DIR: seconds from the start of the last run to the daemon's "serving on".
+daemon_ready() {
+  local stamp
+  stamp="$(sed -n 's/^\([0-9-]* [0-9:]*\),\([0-9]*\) INFO .*serving on .*/\1.\2/p' "$1"/*/daemon.log | head -n 1)"
+  [[ -n "$stamp" ]] && minus "$(date -d "$stamp" +%s.%N)" "$RUN_START" || echo "n/a"
+}
+# export_seconds LOG: the export time in the plugin's summary line of that run.
+export_seconds() { sed -n 's/^.*oci-cache: .* in \([0-9.]*\)s$/\1/p' "$1" | tail -n 1; }
+BUILDGRID_ARGS=(--remote-store-address="grpc://127.0.0.1:$BG_PORT" --remote-cache-read --remote-cache-write)
+
+bench_start=$SECONDS
+log "cold runs: local store; BuildGrid seeded; plugin exporting to the registry ..."
+build local-cold
+cold_local="$ELAPSED"
+build buildgrid-cold "${BUILDGRID_ARGS[@]}"
+cold_buildgrid="$ELAPSED"
+plugin_args "$WORK/plugin-cold/state"
+build plugin-cold "${PLUGIN_ARGS[@]}"
+cold_plugin="$ELAPSED"
+stop_daemons "$WORK/plugin-cold/state" # exported at the end of the run; the next runs import
+cacheable="$(counter buildgrid-cold remote_cache_requests)"
+[[ "$(counter buildgrid-cold remote_cache_write_successes)" -eq "$cacheable" ]] \
+  || { log "BuildGrid stored $(counter buildgrid-cold remote_cache_write_successes) of $cacheable results"; exit 1; }
+[[ "$(counter plugin-cold remote_cache_write_successes)" -eq "$cacheable" ]] \
+  || { log "the plugin stored $(counter plugin-cold remote_cache_write_successes) of $cacheable results"; exit 1; }
+grep -q 'oci-cache: .*exported' "$WORK/plugin-cold.log" \
+  || { log "the plugin's cold run printed no export summary (see $WORK/plugin-cold.log)"; exit 1; }
+
+STARTUP=() WARM_LOCAL=() WARM_BUILDGRID=() WARM_PLUGIN=() WARM_NOEXPORT=() READY=() EXPORT=()
+for ((i = 1; i <= RUNS; i++)); do
+  log "round $i of $RUNS: start-up, local, buildgrid, plugin, plugin without export ..."
+  pants_run "startup-$i" --version
+  STARTUP+=("$ELAPSED")
+  LOCAL_STORE="$WORK/local-cold/local-store" build "local-warm-$i"
+  WARM_LOCAL+=("$ELAPSED")
+  served "local-warm-$i" local
+  build "buildgrid-warm-$i" --no-local-cache "${BUILDGRID_ARGS[@]}"
+  WARM_BUILDGRID+=("$ELAPSED")
+  served "buildgrid-warm-$i" remote
+  plugin_args "$WORK/plugin-warm-$i/state"
+  build "plugin-warm-$i" --no-local-cache "${PLUGIN_ARGS[@]}"
+  WARM_PLUGIN+=("$ELAPSED")
+  served "plugin-warm-$i" remote
+  READY+=("$(daemon_ready "$WORK/plugin-warm-$i/state")")
+  EXPORT+=("$(export_seconds "$WORK/plugin-warm-$i.log")")
+  stop_daemons "$WORK/plugin-warm-$i/state"
+  # the same, without the end-of-run export (export_on_finish = off): what the export costs
+  plugin_args "$WORK/plugin-noexport-$i/state"
+  build "plugin-noexport-$i" --no-local-cache "${PLUGIN_ARGS[@]}" --oci-cache-export-on-finish=off
+  WARM_NOEXPORT+=("$(minus "$ELAPSED" 0)")
+  served "plugin-noexport-$i" remote
+  stop_daemons "$WORK/plugin-noexport-$i/state"
+done
+bench_seconds=$((SECONDS - bench_start))
+
+# --- report -----------------------------------------------------------------------------
+startup="$(median "${STARTUP[@]}")"
+local_m="$(median "${WARM_LOCAL[@]}")"
+bg_m="$(median "${WARM_BUILDGRID[@]}")"
+plugin_m="$(median "${WARM_PLUGIN[@]}")"
+noexport_m="$(median "${WARM_NOEXPORT[@]}")"
+net_local="$(minus "$local_m" "$startup")"
+net_bg="$(minus "$bg_m" "$startup")"
+net_plugin="$(minus "$plugin_m" "$startup")"
+r_bg="$(ratio "$net_plugin" "$net_bg")"
+r_local="$(ratio "$net_plugin" "$net_local")"
+summary="$(grep -o 'oci-cache: [0-9]* hits\{0,1\},.*' "$WORK/plugin-warm-$RUNS.log" | tail -n 1 || true)"
+row() { printf '%-34s %7s %7s   %s\n' "$@"; }
+
+echo
+echo "=== Pants 2.17.1, examples/basic (${GOALS[*]}), --no-pantsd; $RUNS warm runs each, medians ==="
+echo "$(nproc) CPUs; $cacheable remote-cacheable processes ($(counter local-cold local_cache_requests) local-cache lookups); every warm run served all of them from its cache"
+row "" "wall s" "net s" "runs (wall s)"
+row "pants --version (start-up)" "$startup" "-" "${STARTUP[*]}"
+row "(c) local: Pants' local store" "$local_m" "$net_local" "${WARM_LOCAL[*]}"
+row "(b) buildgrid: BuildGrid in memory" "$bg_m" "$net_bg" "${WARM_BUILDGRID[*]}"
+row "(a) plugin: oci-cache + registry" "$plugin_m" "$net_plugin" "${WARM_PLUGIN[*]}"
+row "(a') plugin, export_on_finish=off" "$noexport_m" "$(minus "$noexport_m" "$startup")" "${WARM_NOEXPORT[*]}"
+echo "plugin warm runs: daemon serving after (s from Pants start) ${READY[*]}; end-of-run export (s) ${EXPORT[*]}"
+echo "cold runs (seeding, wall s): local $cold_local, buildgrid $cold_buildgrid, plugin $cold_plugin"
+echo "last plugin warm run: $summary"
+echo
+printf '%-22s %9s %9s %8s  %s\n' "ratio" "net" "wall" "target" "verdict (net of start-up)"
+printf '%-22s %9s %9s %8s  %s\n' "plugin / buildgrid" "$r_bg" "$(ratio "$plugin_m" "$bg_m")" "<= 0.9" "$(verdict "$r_bg" 0.9)"
+printf '%-22s %9s %9s %8s  %s\n' "plugin / local" "$r_local" "$(ratio "$plugin_m" "$local_m")" "<= 1.2" "$(verdict "$r_local" 1.2)"
+printf '%-22s %9s %9s %8s\n' "buildgrid / local" "$(ratio "$net_bg" "$net_local")" "$(ratio "$bg_m" "$local_m")" "-"
+echo "benchmark time: ${bench_seconds} s; logs in ${WORK#"$REPO_ROOT"/}/"
