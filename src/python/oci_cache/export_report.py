@@ -21,6 +21,10 @@ class ExportTargetReport:
     # With ignore-error=true a failure is reported but does not count as one.
     ignored_error: bool = False
 
+    @property
+    def counts_as_failure(self) -> bool:
+        return not self.ok and not self.ignored_error
+
 
 @dataclass
 class ExportReport:
@@ -29,4 +33,4 @@ class ExportReport:
 
     @property
     def ok(self) -> bool:
-        return all(target.ok or target.ignored_error for target in self.targets)
+        return not any(target.counts_as_failure for target in self.targets)

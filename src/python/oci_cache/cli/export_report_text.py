@@ -11,25 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Sequence
 
 from oci_cache.cli.progress import human_bytes, plural
+from oci_cache.export_report import ExportTargetReport as TargetOutcome
 
 JSON_SCHEMA = "pants-oci-cache/export/v1"
-
-
-@dataclass(frozen=True)
-class TargetOutcome:
-    entry: str
-    ok: bool
-    message: str = ""
-    entries: int = 0
-    bytes_uploaded: int = 0
-    layers_uploaded: int = 0
-    layers_reused: int = 0
-    manifest_digest: str = ""
-    ignored_error: bool = False
-
-    @property
-    def counts_as_failure(self) -> bool:
-        return not self.ok and not self.ignored_error
 
 
 @dataclass(frozen=True)

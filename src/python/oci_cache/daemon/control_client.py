@@ -18,6 +18,8 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
+from oci_cache.export_report import ExportTargetReport as ExportTargetResult
+
 DEFAULT_TIMEOUT_SECONDS = 2.0
 
 
@@ -79,19 +81,6 @@ class DaemonStatus:
             export_running=bool(data.get("export_running", False)),
             exports_completed=int(data.get("exports_completed", 0)),
         )
-
-
-@dataclass(frozen=True)
-class ExportTargetResult:
-    entry: str
-    ok: bool
-    message: str = ""
-    entries: int = 0
-    bytes_uploaded: int = 0
-    layers_uploaded: int = 0
-    layers_reused: int = 0
-    manifest_digest: str = ""
-    ignored_error: bool = False
 
 
 @dataclass(frozen=True)
