@@ -64,7 +64,7 @@ from registry_fixtures import RegistryServer, start_registry  # noqa: E402
 
 from oci_cache.cache_image.loaded_image import load_cache_image  # noqa: E402
 from oci_cache.digests import Digest  # noqa: E402
-from oci_cache.oci.open_target import open_target  # noqa: E402
+from oci_cache.oci.target_opener import open_target  # noqa: E402
 from oci_cache.reapi import (  # noqa: E402
     bytestream_pb2,
     bytestream_pb2_grpc,

@@ -2,7 +2,8 @@
 # Prepare a development checkout of pants-oci-cache. Idempotent and fast when done.
 #
 #   scripts/bootstrap.sh            # .venv (Python 3.9, `pip install -e '.[test]'` + dev tools)
-#   scripts/bootstrap.sh --pants    # ... and .venv-pants (pantsbuild.pants 2.17.1)
+#   scripts/bootstrap.sh --pants    # ... and .venv-pants (pantsbuild.pants 2.17.1) and the
+#                                   #     plugin wheelhouse (.cache/pants-plugin-wheelhouse)
 #   source scripts/bootstrap.sh [--pants]   # same, then the variables below are set
 #
 # Also installs the Debian packages the tests use (docker-registry skopeo zstd openssl)
@@ -13,6 +14,11 @@
 #   OCI_VENV           .venv            (python: $OCI_VENV/bin/python)
 #   OCI_PANTS_VENV     .venv-pants      (pants:  $OCI_PANTS_VENV/bin/pants)
 #   OCI_PANTS_VERSION  2.17.1
+#   OCI_PLUGIN_WHEELHOUSE  .cache/pants-plugin-wheelhouse: wheels/ holds every dependency a
+#                      `[GLOBAL].plugins = ["pants-oci-cache"]` resolve in Pants needs (resolved
+#                      against Pants' own pins, plus the newest grpcio, which the resolve must
+#                      reject), pex.pex the `[pex-cli]` tool Pants would download from GitHub;
+#                      tests/integration/test_pants_plugin_install.py uses it offline
 # Sourcing runs the steps in a child bash, so it changes neither the caller's working
 # directory nor its shell options; its exit status is that of the bootstrap.
 
@@ -20,8 +26,11 @@ OCI_REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OCI_VENV="$OCI_REPO_ROOT/.venv"
 OCI_PANTS_VENV="$OCI_REPO_ROOT/.venv-pants"
 OCI_PANTS_VERSION="2.17.1"
+OCI_PLUGIN_WHEELHOUSE="$OCI_REPO_ROOT/.cache/pants-plugin-wheelhouse"
+# The `pex` tool version Pants 2.17.1 runs (its `[pex-cli]` default).
+OCI_PEX_VERSION="2.1.137"
 OCI_DEBIAN_PACKAGES="docker-registry skopeo zstd openssl"
-export OCI_REPO_ROOT OCI_VENV OCI_PANTS_VENV OCI_PANTS_VERSION
+export OCI_REPO_ROOT OCI_VENV OCI_PANTS_VENV OCI_PANTS_VERSION OCI_PLUGIN_WHEELHOUSE
 # The pip-installed `pants` script warns on every run that it is not the scie launcher.
 export NO_SCIE_WARNING=1
 
@@ -135,13 +144,48 @@ bootstrap_pants_venv() (
   echo "$fingerprint" >"$stamp"
 )
 
+# .cache/pants-plugin-wheelhouse: what a `[GLOBAL].plugins` install of pants-oci-cache needs,
+# for tests that run Pants without the network. Needs .venv-pants (and the network once).
+bootstrap_plugin_wheelhouse() (
+  set -euo pipefail
+  cd "$OCI_REPO_ROOT"
+  local stamp fingerprint scratch pants_pip="$OCI_PANTS_VENV/bin/pip"
+  fingerprint="$(bootstrap_fingerprint pyproject.toml "pex==$OCI_PEX_VERSION" \
+    "$OCI_PANTS_VENV/.bootstrap-stamp")"
+  stamp="$OCI_PLUGIN_WHEELHOUSE/.bootstrap-stamp"
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$fingerprint" ]]; then
+    return 0
+  fi
+  bootstrap_log "downloading the pants-oci-cache plugin's dependencies into $OCI_PLUGIN_WHEELHOUSE"
+  scratch="$OCI_PLUGIN_WHEELHOUSE.tmp"
+  rm -rf "$scratch"
+  mkdir -p "$scratch/wheels" "$scratch/pex-wheel"
+  # Pants resolves plugins with everything installed in its own venv as constraints.
+  "$pants_pip" freeze --all | grep -v '^pantsbuild\.pants==' >"$scratch/pants-constraints.txt"
+  # This project's dependencies (pip reads them from pyproject.toml) under Pants' pins.
+  "$pants_pip" download --quiet --only-binary=:all: --dest "$scratch/wheels" \
+    --constraint "$scratch/pants-constraints.txt" "$OCI_REPO_ROOT"
+  # The newest grpcio and typing-extensions too, as on PyPI: that grpcio needs a
+  # typing-extensions that Pants' pin (4.3.0) excludes, so the resolve has to pass it over.
+  "$pants_pip" download --quiet --only-binary=:all: --no-deps --dest "$scratch/wheels" \
+    grpcio typing-extensions
+  "$pants_pip" download --quiet --only-binary=:all: --no-deps --dest "$scratch/pex-wheel" \
+    "pex==$OCI_PEX_VERSION"
+  # The pex PEX as released (`pex pex==V -c pex -o pex.pex`), built offline from that wheel.
+  PIP_CONFIG_FILE=/dev/null "$OCI_PANTS_VENV/bin/pex" --no-pypi --find-links "$scratch/pex-wheel" \
+    "pex==$OCI_PEX_VERSION" --console-script pex --output-file "$scratch/pex.pex"
+  rm -rf "$OCI_PLUGIN_WHEELHOUSE"
+  mv "$scratch" "$OCI_PLUGIN_WHEELHOUSE"
+  echo "$fingerprint" >"$stamp"
+)
+
 bootstrap_main() {
   local with_pants=0 arg
   for arg in "$@"; do
     case "$arg" in
       --pants) with_pants=1 ;;
       -h | --help)
-        sed -n '2,17p' "$OCI_REPO_ROOT/scripts/bootstrap.sh" | sed 's/^# \{0,1\}//'
+        sed -n '2,23p' "$OCI_REPO_ROOT/scripts/bootstrap.sh" | sed 's/^# \{0,1\}//'
         return 0
         ;;
       *)
@@ -154,6 +198,7 @@ bootstrap_main() {
   bootstrap_dev_venv
   if [[ $with_pants -eq 1 ]]; then
     bootstrap_pants_venv
+    bootstrap_plugin_wheelhouse
   fi
 }
 

@@ -14,7 +14,8 @@
 #      from it, with byte-identical outputs.
 #
 # After each build the plugin prints its summary line (`oci-cache: H hits, M misses, ...;
-# exported N entries ... to type=local,dest=...`).
+# exported N entries ... to type=local,dest=...`, or, when the run added nothing,
+# `type=local,dest=... is up to date (N entries, nothing new)`).
 #
 #   scripts/demo.sh
 #

@@ -7,6 +7,11 @@ The code is generated with the protoc bundled in grpcio-tools (the version pinne
 requirements-dev.txt), then its imports are rewritten so that every generated module
 lives inside the `oci_cache._proto` package instead of claiming the top-level
 `google` and `build` packages (which other libraries also own).
+
+The generated *_pb2_grpc.py modules refuse, at import, a grpcio older than the
+grpcio-tools that wrote them, so that version must be pyproject.toml's grpcio floor
+(the oldest grpcio a `[GLOBAL].plugins` resolve in Pants may pick): this script
+stops when they differ.
 """
 
 from __future__ import annotations
@@ -26,6 +31,30 @@ OUTPUT_PACKAGE = "oci_cache._proto"
 OUTPUT_DIR = REPO_ROOT / "src" / "python" / "oci_cache" / "_proto"
 # Top-level proto packages we own a copy of; google.protobuf stays with the runtime.
 OWNED_ROOTS = ("build", "google.rpc", "google.bytestream", "oci_cache")
+
+
+GRPCIO_FLOOR = re.compile(r'"grpcio>=([0-9][0-9.]*)"')
+
+
+def grpcio_floor() -> str:
+    """The grpcio version pyproject.toml requires at least."""
+    match = GRPCIO_FLOOR.search((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    if match is None:
+        raise SystemExit('pyproject.toml has no "grpcio>=VERSION" requirement')
+    return match.group(1)
+
+
+def check_generator_version() -> None:
+    from importlib.metadata import version  # the generator's own version, not the runtime's
+
+    tools = version("grpcio-tools")
+    floor = grpcio_floor()
+    if tools != floor:
+        raise SystemExit(
+            f"grpcio-tools {tools} is installed, but pyproject.toml requires grpcio>={floor}: generated "
+            f"code checks grpcio >= the generator's version, so generate with grpcio-tools=={floor} "
+            "(requirements-dev.txt) or change both together"
+        )
 
 
 def proto_files() -> List[Path]:
@@ -109,6 +138,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only compare, write nothing")
     args = parser.parse_args()
+    check_generator_version()
     files = generate(OUTPUT_DIR)
     if args.check:
         return check(files, OUTPUT_DIR)

@@ -34,7 +34,7 @@ from oci_cache.digests import Digest
 from oci_cache.image_format.compression import Compression
 from oci_cache.oci.content import sha256_digest
 from oci_cache.oci.credentials import Credentials, StaticCredentials
-from oci_cache.oci.open_target import open_target
+from oci_cache.oci.target_opener import open_target
 from oci_cache.oci.target import ImageTarget
 from oci_cache.reapi import remote_execution_pb2 as re_pb2
 from oci_cache.reapi import remote_execution_pb2_grpc as re_grpc

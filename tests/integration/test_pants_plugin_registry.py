@@ -142,6 +142,8 @@ def test_the_cache_travels_through_the_registry_and_a_dead_registry_only_warns(
     assert "[WARN]" in run_c.output, _report(run_c, repo, state_c)
     assert f"export to {ref} FAILED: cannot reach {registry.host}" in run_c.output, _report(run_c, repo, state_c)
     assert run_c.counters["remote_cache_write_successes"] == CACHEABLE_PROCESSES, _report(run_c, repo, state_c)
+    # The failed import reaches the console too (the summary line), not only daemon.log.
+    assert f"cache-from {ref} FAILED to import: cannot reach" in run_c.output, _report(run_c, repo, state_c)
     daemon_log = "\n".join(p.read_text(errors="replace") for p in state_c.glob("*/daemon.log"))
     assert f"cache-from {ref}: cannot import it: cannot reach {registry.host}" in daemon_log, daemon_log[-3000:]
     assert UNAVAILABLE_WARNING not in run_c.output, _report(run_c, repo, state_c)

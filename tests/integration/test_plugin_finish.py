@@ -6,6 +6,7 @@ tests are in test_pants_plugin.py.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -101,3 +102,37 @@ def test_a_daemon_gone_before_the_end_of_the_run(settings: DaemonSettings) -> No
     assert not ok and line.startswith("oci-cache: the export failed, the daemon did not answer"), line
     with pytest.raises(ValueError, match="wait, background, off"):
         finish_run(RunStart(handle), "later")
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_cache_from_that_cannot_be_imported_is_a_warning_in_the_summary(
+    settings: DaemonSettings, tmp_path: Path
+) -> None:
+    """A broken cache-from reaches the console (the summary line, logged as a warning),
+    not only daemon.log; a ref with no image yet is not a failure."""
+    unreachable = f"type=registry,ref=127.0.0.1:{_closed_port()}/team/app:cache"
+    empty_layout = f"type=local,src={tmp_path / 'no-layout-yet'}"
+    settings = dataclasses.replace(
+        settings, cache_from=(unreachable, empty_layout), cache_to=(f"type=local,dest={tmp_path / 'out'}",)
+    )
+    handle = ensure_daemon(settings)
+    client = handle.client()
+    deadline = time.monotonic() + 30
+    while len(client.status().imports) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    states = {state.entry: state for state in client.status().imports}
+    assert states[unreachable].failed and "127.0.0.1" in states[unreachable].problem
+    assert states[empty_layout].missing and not states[empty_layout].failed
+
+    line, ok = finish_run(RunStart(handle), "off", terminal=False)
+    assert not ok, line
+    assert f"; cache-from {unreachable} FAILED to import: " in line
+    assert "(no hits from it)" in line
+    assert empty_layout not in line

@@ -64,6 +64,10 @@ def test_export_descriptions() -> None:
         "export to type=local,dest=/d FAILED: disk full; "
         "export to type=registry,ref=r/y:c failed (ignored): 401 in 1.2s"
     )
+    unchanged = ExportResult(
+        targets=(ExportTargetResult("type=registry,ref=r/x:c", True, entries=15, layers_reused=1),), seconds=0.04
+    )
+    assert describe_export(unchanged, 0.0) == "type=registry,ref=r/x:c is up to date (15 entries, nothing new) in 0.0s"
     assert summary_line(RunCounters(1, 2, 3, 4), "nothing to export to") == (
         "oci-cache: 1 hit, 2 misses, 3B read, 4B written; nothing to export to"
     )

@@ -51,8 +51,10 @@ def daemon_python(configured: str, env: Mapping[str, str]) -> Tuple[str, Tuple[s
         return script_python, (source_root,)
     raise NoDaemonPython(
         "no Python interpreter with the daemon's dependencies (grpcio, protobuf, zstandard, urllib3) was "
-        "found: set `[oci-cache] python` to one (e.g. a virtualenv where `pip install pants-oci-cache` "
-        "was run), or put such a virtualenv's `oci-cache` on the PATH (docs/pants.md, section 3)"
+        "found: install the plugin with `[GLOBAL] plugins = [\"pants-oci-cache\"]` (which brings them "
+        "into Pants' own interpreter), set `[oci-cache] python` to one (e.g. a virtualenv where "
+        "`pip install pants-oci-cache` was run), or put such a virtualenv's `oci-cache` on the PATH "
+        "(docs/pants.md, sections 2 and 3)"
     )
 
 

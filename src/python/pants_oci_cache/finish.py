@@ -46,7 +46,12 @@ def finish_run(start: RunStart, mode: str, terminal: Optional[bool] = None) -> T
         end = client.status()
     except ControlError as error:
         return f"oci-cache: {export_text}; no counters, the daemon did not answer ({error})", False
-    return summary_line(RunCounters.between(start.handle.status, end), export_text), ok
+    line = summary_line(RunCounters.between(start.handle.status, end), export_text)
+    failed_imports = [state for state in end.imports if state.failed]
+    for state in failed_imports:
+        kept = f"serving the image imported before ({state.manifest_digest})" if state.manifest_digest else "no hits from it"
+        line += f"; cache-from {state.entry} FAILED to import: {state.problem} ({kept})"
+    return line, ok and not failed_imports
 
 
 def export_with_progress(

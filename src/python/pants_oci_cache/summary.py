@@ -48,7 +48,9 @@ def describe_export(result: ExportResult, waited_seconds: float) -> str:
         return "export started in the background (`oci-cache status` shows when it is done)"
     parts = []
     for target in result.targets:
-        if target.ok:
+        if target.ok and target.bytes_uploaded == 0 and target.layers_uploaded == 0:
+            parts.append(f"{target.entry} is up to date ({_count(target.entries, 'entry', 'entries')}, nothing new)")
+        elif target.ok:
             parts.append(
                 f"exported {_count(target.entries, 'entry', 'entries')} "
                 f"({_count(target.layers_uploaded, 'new layer')}, {format_size(target.bytes_uploaded)} uploaded, "

@@ -4,26 +4,20 @@
 - entry_targets: `open_entry_target(entry)`, the ImageTarget of a cache-from/to entry.
 """
 
-from oci_cache.cache_image.entry_targets import open_entry_target
-from oci_cache.cache_image.errors import (
-    CacheImageError,
-    CacheImageNotFoundError,
-    CorruptCacheImageError,
-    ExportError,
-    NewerFormatError,
-    NotACacheImageError,
-)
-from oci_cache.cache_image.loaded_image import LoadedImage, load_cache_image, manifest_reference
+from oci_cache.lazy_exports import lazy_exports
 
-__all__ = [
-    "CacheImageError",
-    "CacheImageNotFoundError",
-    "CorruptCacheImageError",
-    "ExportError",
-    "LoadedImage",
-    "NewerFormatError",
-    "NotACacheImageError",
-    "load_cache_image",
-    "manifest_reference",
-    "open_entry_target",
-]
+_EXPORTS = {
+    "CacheImageError": "errors",
+    "CacheImageNotFoundError": "errors",
+    "CorruptCacheImageError": "errors",
+    "ExportError": "errors",
+    "LoadedImage": "loaded_image",
+    "NewerFormatError": "errors",
+    "NotACacheImageError": "errors",
+    "load_cache_image": "loaded_image",
+    "manifest_reference": "loaded_image",
+    "open_entry_target": "entry_targets",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = sorted(_EXPORTS)

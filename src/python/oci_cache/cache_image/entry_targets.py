@@ -6,7 +6,7 @@ from typing import Mapping, Optional, Union
 
 from oci_cache.cache_entries import TYPE_LOCAL, CacheFrom, CacheTo
 from oci_cache.oci.http_retry import RetryPolicy
-from oci_cache.oci.open_target import open_target
+from oci_cache.oci.target_opener import open_target
 from oci_cache.oci.target import ImageTarget
 
 CacheEntry = Union[CacheFrom, CacheTo]

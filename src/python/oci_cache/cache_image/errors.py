@@ -37,6 +37,12 @@ class CorruptCacheImageError(CacheImageError):
     grpc_code_name = "DATA_LOSS"
 
 
+class UnverifiedImagePartError(CorruptCacheImageError):
+    """The config or index layer kept arriving with bytes that do not hash to its digest:
+    damaged on the way or in the registry's storage — which, the reader cannot tell.
+    Exports do not replace an image they could not read (its entries would be lost)."""
+
+
 class NewerFormatError(CacheImageError):
     """The image was written by a newer major format version than this reader knows."""
 
@@ -55,4 +61,5 @@ __all__ = [
     "NewerFormatError",
     "NotACacheImageError",
     "UnsupportedFormatVersionError",
+    "UnverifiedImagePartError",
 ]

@@ -60,4 +60,14 @@ class ExportMarkers:
         os.replace(temp, self._path)
 
 
-__all__ = ["ExportMarkers"]
+def pending_entries(store: object, markers: ExportMarkers, key: str) -> int:
+    """Action results `store` (a LocalStore) acknowledged since the marker of `key`."""
+    if not hasattr(store, "iter_action_writes_since"):
+        return 0
+    try:
+        return len({write.action_digest for write in store.iter_action_writes_since(markers.get(key))})  # type: ignore[attr-defined]
+    except ValueError:
+        return 0
+
+
+__all__ = ["ExportMarkers", "pending_entries"]

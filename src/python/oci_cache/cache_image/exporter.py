@@ -25,11 +25,13 @@ Per entry (SPEC §3):
    sent again), then rewrite carried layers when force-compression asks for it,
    when dead bytes pile up or when the layer count nears the manifest budget
    (compaction.py). Layers no entry points at are dropped.
-5. Publish. Upload the index layer and config; HEAD the ref: if it moved since step
-   2, merge again (bounded retries, jittered). Otherwise put the manifest — the
-   tag moves last, after every blob exists. Then, after a short delay longer than
-   a writer's HEAD-to-PUT window, HEAD again: if another writer's manifest
-   replaced ours and lacks our actions, merge again on top of it.
+5. Publish — unless the plan is the image at the ref but for last_used times that
+   are not stale yet (unchanged_export.py): then the ref is left as it is. Upload
+   the index layer and config; HEAD the ref: if it moved since step 2, merge again
+   (bounded retries, jittered). Otherwise put the manifest — the tag moves last,
+   after every blob exists. Then, after a short delay longer than a writer's
+   HEAD-to-PUT window, HEAD again: if another writer's manifest replaced ours and
+   lacks our actions, merge again on top of it.
 6. Advance the entry's journal marker (only now).
 
 A failure is reported in the entry's ExportTargetReport (`ignored_error` when the
@@ -45,7 +47,6 @@ import shutil
 import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
@@ -59,16 +60,19 @@ from oci_cache.cache_image.errors import (
     ExportError,
     NewerFormatError,
     NotACacheImageError,
+    UnverifiedImagePartError,
 )
 from oci_cache.cache_image.export_collection import Collected, collect_exportable
-from oci_cache.cache_image.export_markers import ExportMarkers
+from oci_cache.cache_image.export_markers import ExportMarkers, pending_entries
 from oci_cache.cache_image.image_plan import ORIGIN_IMPORTED, ORIGIN_NEW, BlobRecord, ImagePlan, LayerRecord
 from oci_cache.cache_image.imported_images import ImportSet
 from oci_cache.cache_image.importing_blob_store import ImportingBlobStore
 from oci_cache.cache_image.layer_packer import DEFAULT_MAX_LAYER_BYTES, BlobSourceResolver, LayerPacker
 from oci_cache.cache_image.loaded_image import LoadedImage, load_cache_image, manifest_reference
 from oci_cache.cache_image.pruning import PruneOutcome, prune_by_bytes, prune_by_duration
+from oci_cache.cache_image.unchanged_export import last_used_granularity, plan_matches_image
 from oci_cache.cache_image.usage_log import UsageLog
+from oci_cache.cache_image.work_dirs import remove_stale_work_dirs, work_dir_name
 from oci_cache.digests import Digest
 from oci_cache.errors import CacheError
 from oci_cache.export_report import ExportReport, ExportTargetReport
@@ -89,6 +93,7 @@ MAX_ATTEMPTS = 8
 MIN_CONFIRM_DELAY_REGISTRY = 0.25
 MIN_CONFIRM_DELAY_LAYOUT = 0.05
 MAX_CONFIRM_DELAY = 5.0
+UNCHANGED_MESSAGE = "unchanged: the image at the ref already holds everything"
 
 TargetOpener = Callable[[CacheTo], ImageTarget]
 
@@ -134,6 +139,10 @@ class CacheExporter:
         self._max_attempts = max_attempts
         self._markers = ExportMarkers(self.work_dir) if store is not None else None
         self._lock = threading.Lock()
+        self._targets: Dict[str, ImageTarget] = {}
+        """Targets opened by export_entry, kept for the next export of the same entry (its
+        connections, scheme probe and registry token stay warm); dropped after a failure."""
+        remove_stale_work_dirs(self.work_dir)  # left by a process killed mid-export
 
     # ---- public ---------------------------------------------------------------------
 
@@ -156,37 +165,46 @@ class CacheExporter:
         """Exports to one entry (`target`: already opened for it). `keep_duration` /
         `keep_bytes` override the entry's. Never raises for export failures."""
         text = entry.to_text()
-        owns_target = target is None
         with self._lock:
+            kept = target is None
             try:
                 if target is None:
-                    target = self._open_target(entry)
+                    target = self._targets.get(text) or self._open_target(entry)
+                    self._targets[text] = target
                 job = _EntryExport(self, entry, target, keep_duration, keep_bytes)
-                return job.run()
+                report = job.run()
+                if not report.ok:
+                    self._forget_target(text)
+                return report
             except Exception as error:  # noqa: BLE001 - reported, never raised
+                if kept:
+                    self._forget_target(text)
                 if not isinstance(error, CacheError):
                     logger.exception("export to %s failed unexpectedly", text)
                 message = str(error) or type(error).__name__
                 level = logging.INFO if entry.ignore_error else logging.WARNING
                 logger.log(level, "export to %s failed: %s", text, message)
                 return ExportTargetReport(entry=text, ok=False, message=message, ignored_error=entry.ignore_error)
-            finally:
-                if owns_target and target is not None:
-                    try:
-                        target.close()
-                    except Exception:  # noqa: BLE001
-                        pass
+
+    def close(self) -> None:
+        """Closes the targets kept between exports."""
+        with self._lock:
+            for text in list(self._targets):
+                self._forget_target(text)
+
+    def _forget_target(self, text: str) -> None:
+        target = self._targets.pop(text, None)
+        if target is not None:
+            try:
+                target.close()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
 
     def pending_entries(self, entry: CacheTo) -> int:
         """Action results written since the entry's last successful export."""
-        store = self.store
-        if store is None or self._markers is None or not hasattr(store, "iter_action_writes_since"):
+        if self.store is None or self._markers is None:
             return 0
-        marker = self._markers.get(entry.to_text())
-        try:
-            return len({e.action_digest for e in store.iter_action_writes_since(marker)})  # type: ignore[attr-defined]
-        except ValueError:
-            return 0
+        return pending_entries(self.store, self._markers, entry.to_text())
 
 
 class _Retry(Exception):
@@ -211,7 +229,7 @@ class _EntryExport:
         self.keep_duration = keep_duration if keep_duration is not None else entry.keep_duration
         self.keep_bytes = keep_bytes if keep_bytes is not None else entry.keep_bytes
         self.store = exporter.store
-        self.work = exporter.work_dir / f"tmp-{uuid.uuid4().hex[:12]}"
+        self.work = exporter.work_dir / work_dir_name()
         self.packed: Dict[Digest, Tuple[LayerRecord, int, int, int]] = {}
         """Blobs packed (and uploaded) by an earlier attempt: layer, offset, length, tar offset."""
         self.present_layers: Set[str] = set()
@@ -253,17 +271,22 @@ class _EntryExport:
         if collected.end_marker is not None and self.exporter._markers is not None:
             self.exporter._markers.set(self.entry.to_text(), collected.end_marker)
         seconds = time.monotonic() - started
-        logger.info(
-            "exported to %s: %s (%d actions, %d blobs, %d layers; %d bytes in %d new layers) in %.2fs",
-            self.entry.to_text(),
-            published.digest,
-            published.actions,
-            published.blobs,
-            published.layers,
-            self.uploaded_bytes,
-            self.uploaded_layers,
-            seconds,
-        )
+        if published.message == UNCHANGED_MESSAGE:
+            logger.info(
+                "export to %s: %s (%s) in %.2fs", self.entry.to_text(), published.message, published.digest, seconds
+            )
+        else:
+            logger.info(
+                "exported to %s: %s (%d actions, %d blobs, %d layers; %d bytes in %d new layers) in %.2fs",
+                self.entry.to_text(),
+                published.digest,
+                published.actions,
+                published.blobs,
+                published.layers,
+                self.uploaded_bytes,
+                self.uploaded_layers,
+                seconds,
+            )
         return ExportTargetReport(
             entry=self.entry.to_text(),
             ok=True,
@@ -291,6 +314,10 @@ class _EntryExport:
         if self.prune_only and base is not None and not rewritten and not self.pruned.changed:
             counts = (len(plan.actions), len(plan.blobs), len(plan.layer_order))
             return _Published(base.digest, counts[0], counts[1], counts[2], "nothing to prune; the image is unchanged")
+        if self._unchanged(plan, base, rewritten):
+            assert base is not None
+            counts = (len(plan.actions), len(plan.blobs), len(plan.layer_order))
+            return _Published(base.digest, counts[0], counts[1], counts[2], UNCHANGED_MESSAGE)
         self._ensure_layers_present(plan)
         media_type, manifest, counts = self._publish_parts(plan, now)
         expected = base_manifest.digest if base_manifest is not None else None
@@ -305,6 +332,13 @@ class _EntryExport:
         message = self._message(base, counts)
         return _Published(digest, counts[0], counts[1], counts[2], message)
 
+    def _unchanged(self, plan: ImagePlan, base: Optional[LoadedImage], rewritten: int) -> bool:
+        """Whether the image at the ref already is what this export would write (but for
+        last_used times that are not stale yet): then the ref is left as it is."""
+        if self.prune_only or base is None or rewritten or self.pruned.changed or self.uploaded_layers:
+            return False
+        return plan_matches_image(plan, base, self.entry, last_used_granularity(self.keep_duration))
+
     def _load_base(self, manifest: Optional[object]) -> Optional[LoadedImage]:
         if manifest is None:
             return None
@@ -312,6 +346,8 @@ class _EntryExport:
             return load_cache_image(self.target, self.reference, manifest=manifest)  # type: ignore[arg-type]
         except (NotACacheImageError, NewerFormatError) as error:
             raise ExportError(f"refusing to overwrite the ref: {error}") from None
+        except UnverifiedImagePartError as error:  # maybe only damaged on the way: keep its entries
+            raise ExportError(f"cannot read the image at the ref, so not replacing it: {error}") from None
         except CorruptCacheImageError as error:
             logger.warning(
                 "export to %s: the image at the ref is broken and is replaced: %s", self.entry.to_text(), error
@@ -638,4 +674,4 @@ def _entry_like(target: ImageTarget) -> CacheTo:
     )
 
 
-__all__ = ["CacheExporter", "prune_cache_image"]
+__all__ = ["CacheExporter", "UNCHANGED_MESSAGE", "prune_cache_image"]

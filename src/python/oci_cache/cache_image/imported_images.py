@@ -8,8 +8,10 @@ Lookups touch only the decoded entry indexes (memory, no I/O).
 exactly its entry's compressed byte range (docs/format.md), decompressed, its tar
 header checked and its SHA-256 verified while it streams into `store` — which
 commits only after the digest matched. Nothing unverified is ever stored or
-served. A blob that fails (corrupt bytes, a missing layer) is marked bad in that
-image and is no longer reported present; the next image holding it is tried.
+served. A blob whose bytes fail verification is read again (CONTENT_ATTEMPTS in all:
+bytes damaged on the way are not the image's fault); one that keeps failing, or
+whose layer is missing, is marked bad in that image and is no longer reported
+present; the next image holding it is tried.
 A failure to reach it (registry unavailable or denying, local disk full) is a
 miss this time only.
 Concurrent fetches of one digest share a single transfer.
@@ -25,9 +27,10 @@ from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 from oci_cache.digests import EMPTY_DIGEST, Digest
-from oci_cache.errors import CacheError, DigestMismatchError, NotFoundError
+from oci_cache.errors import CacheError, DigestMismatchError, NotFoundError, OutOfRangeError
 from oci_cache.image_format import ActionEntry, BlobEntry, Compression, ImageFormatError, iter_blob_range
 from oci_cache.cache_image.loaded_image import LoadedImage
+from oci_cache.cache_image.small_layer_reads import SmallLayerReads
 from oci_cache.oci.target import ImageTarget
 from oci_cache.store.interfaces import BlobStore
 
@@ -35,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 SMALL_RANGE_BYTES = 8 << 20
 """Ranges up to this are read whole (with the client's retries); larger ones stream."""
+CONTENT_ATTEMPTS = 3
+"""Reads of a blob whose bytes fail verification before it is marked bad in that image."""
 
 
 class ImportedImage:
@@ -50,6 +55,8 @@ class ImportedImage:
         )
         self._layer_digests: Tuple[Digest, ...] = tuple(d.as_digest for d in loaded.layers)
         self._bad: Set[Digest] = set()
+        self.small_layers = SmallLayerReads(self._read_whole_layer)
+        self._layer_counter: Optional["FetchCounters"] = None
 
     @property
     def digest(self) -> str:
@@ -60,8 +67,9 @@ class ImportedImage:
             return None
         try:
             return self.index.find_blob(digest)
-        except CacheError:  # an entry pointing outside its layer: treat as absent
+        except CacheError as error:  # an entry pointing outside its layer: treat as absent
             self._bad.add(digest)
+            logger.warning("cache-from %s: blob %s is not usable, treated as a miss: %s", self.entry_text, digest, error)
             return None
 
     def find_action(self, action: Digest) -> Optional[ActionEntry]:
@@ -76,14 +84,23 @@ class ImportedImage:
     def layer_digest(self, layer: int) -> Digest:
         return self._layer_digests[layer]
 
+    def _read_whole_layer(self, layer: Digest) -> bytes:
+        data = self.target.read_blob(layer)
+        if self._layer_counter is not None:
+            self._layer_counter.add_fetched(len(data))
+        return data
+
     def read_entry(self, entry: BlobEntry, counter: "FetchCounters") -> Iterator[bytes]:
         """The blob's verified bytes in chunks (the last chunk only after the digest
         matched), from one Range read of its entry."""
         layer = self._layer_digests[entry.layer]
         compression = self._compressions[entry.layer]
         if entry.compressed_length <= SMALL_RANGE_BYTES:
-            data = self.target.read_blob(layer, entry.compressed_offset, entry.compressed_length)
-            counter.add_fetched(len(data))
+            self._layer_counter = counter
+            data = self.small_layers.read_range(layer, entry.compressed_offset, entry.compressed_length)
+            if data is None:
+                data = self.target.read_blob(layer, entry.compressed_offset, entry.compressed_length)
+                counter.add_fetched(len(data))
             if len(data) != entry.compressed_length:
                 raise _Truncated(f"got {len(data)} of {entry.compressed_length} bytes of the range")
             yield from iter_blob_range(io.BytesIO(data), entry.digest, compression)
@@ -100,9 +117,14 @@ class _Truncated(ImageFormatError):
     pass
 
 
-_CONTENT_ERRORS = (ImageFormatError, DigestMismatchError, NotFoundError)
-"""Failures that say the image's copy is bad (ContentMismatchError and
-BlobNotFoundError are among them), as opposed to failures to reach it."""
+class _Unservable(NotFoundError):
+    """A blob this daemon can never hold (larger than its whole local store)."""
+
+
+_CONTENT_ERRORS = (ImageFormatError, DigestMismatchError, NotFoundError, OutOfRangeError)
+"""Failures that say the image's copy is bad (ContentMismatchError, BlobNotFoundError
+and BlobRangeError — an entry past the end of its layer — are among them), as opposed
+to failures to reach it."""
 
 
 class _CountingReader:
@@ -255,21 +277,32 @@ class ImportSet:
             entry = image.find_blob(digest)
             if entry is None:
                 continue
-            try:
-                self._fetch_entry(image, entry, store)
-                return True
-            except _CONTENT_ERRORS as error:  # corrupt, truncated or missing: never again from this image
-                self.counters.add_failure()
-                image.mark_bad(digest)
-                logger.warning(
-                    "cache-from %s: blob %s is not usable, treated as a miss: %s", image.entry_text, digest, error
-                )
-            except CacheError as error:  # unreachable, denied, local disk full: a miss this time only
-                self.counters.add_failure()
-                logger.warning("cache-from %s: cannot fetch blob %s now, a miss: %s", image.entry_text, digest, error)
+            for attempt in range(1, CONTENT_ATTEMPTS + 1):
+                try:
+                    self._fetch_entry(image, entry, store)
+                    return True
+                except _CONTENT_ERRORS as error:  # corrupt, truncated or missing: never again from this image
+                    self.counters.add_failure()
+                    if attempt < CONTENT_ATTEMPTS and not isinstance(error, (NotFoundError, OutOfRangeError)):
+                        # Bytes damaged on the way look the same as damaged in the image: read again.
+                        logger.info("cache-from %s: blob %s: %s; reading it again", image.entry_text, digest, error)
+                        continue
+                    image.mark_bad(digest)
+                    logger.warning(
+                        "cache-from %s: blob %s is not usable, treated as a miss: %s", image.entry_text, digest, error
+                    )
+                except CacheError as error:  # unreachable, denied, local disk full: a miss this time only
+                    self.counters.add_failure()
+                    logger.warning(
+                        "cache-from %s: cannot fetch blob %s now, a miss: %s", image.entry_text, digest, error
+                    )
+                break
         return False
 
     def _fetch_entry(self, image: ImportedImage, entry: BlobEntry, store: BlobStore) -> None:
+        limit = getattr(store, "max_size_bytes", None)
+        if isinstance(limit, int) and entry.digest.size_bytes > limit:  # e.g. an entry claiming 2^62 bytes
+            raise _Unservable(f"it declares {entry.digest.size_bytes} bytes, more than the local store's {limit}")
         writer = store.begin_write(entry.digest)
         committed = False
         try:

@@ -11,7 +11,8 @@ request, a corrupt image, a newer major format) is ONE warning naming the entry,
 and that entry contributes nothing: the cache is empty, never the build broken.
 Registry requests use a short retry budget so that start-up stays bounded.
 
-Re-checks are cheap: one manifest HEAD per entry (registries do not count HEADs
+An entry that has no image yet is tried again sooner (FAILED_IMPORT_RETRY_SECONDS,
+doubling). Re-checks are cheap: one manifest HEAD per entry (registries do not count HEADs
 as pulls); only an entry whose digest changed is loaded again. A failing re-check
 keeps the image already imported (its blobs are content-addressed and still
 verified on every fetch).
@@ -22,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence
 
 from oci_cache.cache_entries import CacheFrom
@@ -35,8 +37,25 @@ from oci_cache.oci.target import ImageTarget
 logger = logging.getLogger(__name__)
 
 DEFAULT_REFRESH_SECONDS = 60.0
+FAILED_IMPORT_RETRY_SECONDS = 5.0
+"""An entry without an image (its import failed, or nothing is there yet) is tried again
+after 5 s, then 10, 20, … up to the refresh interval: one damaged answer at start-up
+does not leave the cache empty for a whole minute."""
 
 TargetOpener = Callable[[CacheFrom], ImageTarget]
+
+
+@dataclass(frozen=True)
+class ImportState:
+    """What a cache-from entry's last import (or re-check) got (GetStatus shows it)."""
+
+    entry: str
+    manifest_digest: str = ""
+    """The image imported, "" when none."""
+    problem: str = ""
+    """The warning of the last attempt, "" when it went well."""
+    missing: bool = False
+    """The ref holds no image yet (before the first export: not a failure)."""
 
 
 def _default_opener(entry: CacheFrom) -> ImageTarget:
@@ -51,13 +70,16 @@ class CacheImporter:
         *,
         open_target: TargetOpener = _default_opener,
         refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
+        failed_retry_seconds: float = FAILED_IMPORT_RETRY_SECONDS,
     ) -> None:
         self.entries = list(entries)
         self.import_set = import_set
         self._open_target = open_target
         self._refresh_seconds = refresh_seconds
+        self._failed_retry_seconds = failed_retry_seconds
         self._targets: List[Optional[ImageTarget]] = [None] * len(self.entries)
         self._warned: List[str] = [""] * len(self.entries)
+        self._states: List[Optional[ImportState]] = [None] * len(self.entries)
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
@@ -86,8 +108,19 @@ class CacheImporter:
             self.import_all()
         finally:
             self.import_set.mark_ready()
-        while self._refresh_seconds > 0 and not self._stop.wait(self._refresh_seconds):
+        retry_delay = self._failed_retry_seconds
+        while self._refresh_seconds > 0:
+            wait = self._refresh_seconds
+            if self._some_entry_lacks_an_image():  # a failed import is tried again sooner
+                wait, retry_delay = min(wait, retry_delay), retry_delay * 2
+            else:
+                retry_delay = self._failed_retry_seconds
+            if self._stop.wait(wait):
+                break
             self.refresh()
+
+    def _some_entry_lacks_an_image(self) -> bool:
+        return any(self._current_image(position) is None for position in range(len(self.entries)))
 
     # ---- importing ----------------------------------------------------------------
 
@@ -136,8 +169,13 @@ class CacheImporter:
         except (CacheError, OSError, ValueError) as error:
             self._warn(position, entry, error, keeping=known_digest is not None)
             return False
+        except Exception as error:  # noqa: BLE001 - a bug here must not end the import thread
+            logger.debug("cache-from %s: unexpected error", entry.to_text(), exc_info=True)
+            self._warn(position, entry, RuntimeError(f"unexpected {type(error).__name__}: {error}"), keeping=known_digest is not None)
+            return False
         self.import_set.set_image(position, ImportedImage(text, target, loaded))
         self._warned[position] = ""
+        self._states[position] = ImportState(entry.to_text(), loaded.digest)
         logger.info(
             "cache-from %s: imported %s (%d blobs, %d actions, %d bytes of index) in %.2fs",
             entry.to_text(),
@@ -157,8 +195,19 @@ class CacheImporter:
                 self._targets[position] = target
             return target
 
+    def states(self) -> List[ImportState]:
+        """One per entry attempted so far, in order."""
+        return [state for state in self._states if state is not None]
+
     def _warn(self, position: int, entry: CacheFrom, error: Exception, keeping: bool) -> None:
         message = str(error)
+        previous = self._states[position]
+        self._states[position] = ImportState(
+            entry.to_text(),
+            previous.manifest_digest if keeping and previous is not None else "",
+            message,
+            isinstance(error, CacheImageNotFoundError),
+        )
         if self._warned[position] == message:
             return  # one warning per distinct problem, not one per re-check
         self._warned[position] = message
@@ -172,4 +221,4 @@ class CacheImporter:
         logger.warning("cache-from %s: %s: %s; %s", entry.to_text(), what, message, then)
 
 
-__all__ = ["CacheImporter", "DEFAULT_REFRESH_SECONDS"]
+__all__ = ["CacheImporter", "DEFAULT_REFRESH_SECONDS", "ImportState"]

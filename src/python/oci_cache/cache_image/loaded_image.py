@@ -22,6 +22,7 @@ Errors (all CacheImageError, see errors.py):
 from __future__ import annotations
 
 import calendar
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
@@ -49,10 +50,16 @@ from oci_cache.cache_image.errors import (
     CorruptCacheImageError,
     NewerFormatError,
     NotACacheImageError,
+    UnverifiedImagePartError,
 )
+from oci_cache.oci.content import BlobId, verify_bytes
 from oci_cache.oci.errors import BlobNotFoundError, ContentMismatchError
 from oci_cache.oci.target import ImageTarget, Manifest
 
+logger = logging.getLogger(__name__)
+
+PART_READ_ATTEMPTS = 3
+"""Reads of the config or index layer whose bytes do not match their digest before giving up."""
 MAX_INDEX_LAYER_BYTES = 1 << 30
 """Index layers larger than this are refused (1,000,000 entries take about 60 MB)."""
 
@@ -220,12 +227,26 @@ def _read_index(target: ImageTarget, image: CacheImage, where: str, max_index_by
 
 
 def _read_part(target: ImageTarget, descriptor: Descriptor, where: str, what: str) -> bytes:
-    try:
-        return target.read_blob(descriptor.as_digest)
-    except BlobNotFoundError:
-        raise CorruptCacheImageError(f"{where}: the {what} {descriptor.digest} is missing") from None
-    except ContentMismatchError as error:
-        raise CorruptCacheImageError(f"{where}: the {what} is corrupt: {error}") from None
+    """The part's bytes, digest-checked. At most one byte more than its descriptor's
+    size is read (a Range read): a blob larger than its descriptor says is refused
+    without holding the rest of it."""
+    for attempt in range(1, PART_READ_ATTEMPTS + 1):
+        try:
+            data = target.read_blob(descriptor.as_digest, 0, descriptor.size + 1)
+            if len(data) > descriptor.size:
+                raise CorruptCacheImageError(
+                    f"{where}: the {what} {descriptor.digest} is larger than the {descriptor.size} bytes its descriptor says"
+                )
+            verify_bytes(BlobId(descriptor.digest, descriptor.size), data, f"{what} {descriptor.digest}")
+            return data
+        except BlobNotFoundError:
+            raise CorruptCacheImageError(f"{where}: the {what} {descriptor.digest} is missing") from None
+        except ContentMismatchError as error:
+            if attempt < PART_READ_ATTEMPTS:  # bytes damaged on the way: read it again
+                logger.info("%s: the %s did not match its digest (%s); reading it again", where, what, error)
+                continue
+            raise UnverifiedImagePartError(f"{where}: the {what} is corrupt: {error}") from None
+    raise AssertionError("unreachable")
 
 
 __all__ = ["LoadedImage", "MAX_INDEX_LAYER_BYTES", "load_cache_image", "manifest_reference"]

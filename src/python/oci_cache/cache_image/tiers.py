@@ -7,16 +7,19 @@ cache-to entries.
 The import runs in the background (the server listens at once; lookups wait for
 it briefly, then miss) and re-checks the refs every minute. `Tiers.export`
 exports to every cache-to entry; it is called by the control service and once at
-shutdown.
+shutdown. The exporter (layer packing, compression codecs, the registry client)
+is imported on the first export, not at start: a daemon launched by a Pants run is
+on that run's critical path until it listens.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, List
+import threading
+from typing import TYPE_CHECKING, Any, List, Optional
 
 from oci_cache.cache_entries import CacheFrom, CacheTo
-from oci_cache.cache_image.exporter import CacheExporter
+from oci_cache.cache_image.export_markers import ExportMarkers, pending_entries
 from oci_cache.cache_image.imported_images import ImportSet
 from oci_cache.cache_image.importer import DEFAULT_REFRESH_SECONDS, CacheImporter
 from oci_cache.cache_image.importing_action_cache import ImportingActionCache
@@ -27,6 +30,7 @@ from oci_cache.store.completeness import CompletenessCheckingActionCache
 from oci_cache.store.local_store import LocalStore
 
 if TYPE_CHECKING:  # serve_command imports this module
+    from oci_cache.cache_image.exporter import CacheExporter
     from oci_cache.cli.serve_command import ServeConfig, Tiers
 
 logger = logging.getLogger(__name__)
@@ -35,11 +39,17 @@ EXPORT_DIRECTORY = "export"
 
 
 def open_oci_tiers(
-    config: "ServeConfig", *, refresh_seconds: float = DEFAULT_REFRESH_SECONDS, **exporter_options: Any
+    config: "ServeConfig",
+    *,
+    refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
+    start_import: bool = True,
+    **exporter_options: Any,
 ) -> "Tiers":
     """The tiers for `config` (its `cache_from` / `cache_to` lists of parsed entries);
-    with neither, just the local store behind the completeness check.
-    `exporter_options` go to CacheExporter (e.g. confirm_delay, max_layer_bytes)."""
+    with neither, just the local store behind the completeness check. With
+    `start_import=False` the background import starts when `Tiers.start` is called
+    (serve calls it once it listens). `exporter_options` go to CacheExporter (e.g.
+    confirm_delay, max_layer_bytes)."""
     from oci_cache.cli.serve_command import Tiers
 
     cache_from: List[CacheFrom] = list(getattr(config, "cache_from", None) or [])
@@ -58,22 +68,40 @@ def open_oci_tiers(
         blobs = ImportingBlobStore(store, imports)
         usage = UsageLog()
         actions = ImportingActionCache(store, blobs, imports, usage)
-        exporter = CacheExporter(
-            store, config.state_dir / EXPORT_DIRECTORY, imports=imports, usage=usage, fetcher=blobs, **exporter_options
-        )
+        markers = ExportMarkers(config.state_dir / EXPORT_DIRECTORY)
     except BaseException:
         store.close()
         raise
-    importer.start()
+    if start_import:
+        importer.start()
+    exporter_lock = threading.Lock()
+    exporter: List["CacheExporter"] = []
 
     def export() -> ExportReport:
-        return exporter.export(cache_to)
+        with exporter_lock:
+            if not exporter:
+                from oci_cache.cache_image.exporter import CacheExporter
+
+                exporter.append(
+                    CacheExporter(
+                        store,
+                        config.state_dir / EXPORT_DIRECTORY,
+                        imports=imports,
+                        usage=usage,
+                        fetcher=blobs,
+                        **exporter_options,
+                    )
+                )
+        return exporter[0].export(cache_to)
 
     def pending() -> int:
-        return max((exporter.pending_entries(entry) for entry in cache_to), default=0)
+        return max((pending_entries(store, markers, entry.to_text()) for entry in cache_to), default=0)
 
     def close() -> None:
         importer.close()
+        with exporter_lock:
+            for made in exporter:
+                made.close()
         blobs.close()
         store.close()
 
@@ -84,6 +112,8 @@ def open_oci_tiers(
         export=export if cache_to else None,
         local_store_stats=store.stats,
         pending_export_entries=pending if cache_to else None,
+        start=None if start_import else importer.start,
+        import_states=importer.states,
     )
 
 

@@ -63,11 +63,14 @@ def export_state_dir(
         try:
             started = time.monotonic()
             exporter = CacheExporter(store, state_dir / EXPORT_DIRECTORY)
-            report = ExportReport()
-            for number, entry in enumerate(entries, 1):
-                step(f"exporting to {entry.location} ({number}/{len(entries)})")
-                report.targets.append(exporter.export_entry(entry))
-            report.seconds = time.monotonic() - started
+            try:
+                report = ExportReport()
+                for number, entry in enumerate(entries, 1):
+                    step(f"exporting to {entry.location} ({number}/{len(entries)})")
+                    report.targets.append(exporter.export_entry(entry))
+                report.seconds = time.monotonic() - started
+            finally:
+                exporter.close()
         finally:
             store.close()
     return report

@@ -28,18 +28,30 @@ _COMMAND_SUFFIX = "_command"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-def discover_commands() -> List[ModuleType]:
-    """The subcommand modules of this package, sorted by command name."""
+def command_module_names() -> List[str]:
+    """The names of this package's subcommand modules (nothing imported)."""
     import oci_cache.cli as package
 
-    modules = []
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.name.endswith(_COMMAND_SUFFIX):
-            modules.append(importlib.import_module(f"{package.__name__}.{info.name}"))
+    return sorted(
+        f"{package.__name__}.{info.name}"
+        for info in pkgutil.iter_modules(package.__path__)
+        if info.name.endswith(_COMMAND_SUFFIX)
+    )
+
+
+def discover_commands(only: Optional[str] = None) -> List[ModuleType]:
+    """The subcommand modules of this package, sorted by command name; with `only`,
+    just the module of that command when there is one (so that `oci-cache serve`
+    does not import every other command)."""
+    names = command_module_names()
+    if only is not None:
+        chosen = [name for name in names if name.rpartition(".")[2] == f"{only}{_COMMAND_SUFFIX}"]
+        names = chosen or names
+    modules = [importlib.import_module(name) for name in names]
     return sorted(modules, key=lambda module: module.NAME)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="oci-cache",
         description="A REAPI remote cache (for Pants, Bazel, Buck2) stored as OCI cache images.",
@@ -51,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for module in discover_commands():
+    for module in discover_commands(only):
         subparser = subparsers.add_parser(module.NAME, help=module.HELP, description=module.HELP, parents=[common])
         module.configure(subparser)
         subparser.set_defaults(run=module.run)
@@ -67,7 +79,11 @@ def configure_logging(level_name: str) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    # The command is the first word when it is not an option (`oci-cache --help`,
+    # `oci-cache --version` and mistakes get the parser with every command).
+    first = words[0] if words and not words[0].startswith("-") else None
+    args = build_parser(first).parse_args(argv)
     configure_logging(args.log_level)
     try:
         return int(args.run(args))

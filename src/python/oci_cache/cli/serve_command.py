@@ -24,11 +24,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from oci_cache import __version__
 from oci_cache.cache_entries import CacheFrom, CacheTo, parse_cache_from, parse_cache_to
-from oci_cache.cache_image.tiers import open_oci_tiers
 from oci_cache.daemon.daemon_dir import DAEMON_LOCK_FILE
 from oci_cache.daemon.life_lock import try_lock
 from oci_cache.daemon_state import DaemonState, remove_daemon_state, write_daemon_state
@@ -126,6 +125,11 @@ class Tiers:
     # For GetStatus: the local store's size and bound; entries written but not yet exported.
     local_store_stats: Optional[Callable[[], LocalStoreStats]] = None
     pending_export_entries: Optional[Callable[[], int]] = None
+    # Called once the server listens (e.g. to start the background import then, so
+    # that it does not delay the listening).
+    start: Optional[Callable[[], None]] = None
+    # For GetStatus: what each cache-from entry's import got (importer.ImportState).
+    import_states: Optional[Callable[[], List[Any]]] = None
 
 
 def open_local_tiers(config: ServeConfig) -> Tiers:
@@ -161,7 +165,9 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as error:
         print(f"oci-cache serve: {error}", file=sys.stderr)
         return 2
-    return serve(config, open_tiers=open_oci_tiers)
+    from oci_cache.cache_image.tiers import open_oci_tiers  # here: `serve --help` does not need it
+
+    return serve(config, open_tiers=lambda serve_config: open_oci_tiers(serve_config, start_import=False))
 
 
 def _log_to_file(path: Path) -> None:
@@ -217,6 +223,7 @@ def _serve_tiers(config: ServeConfig, tiers: Tiers, stop: threading.Event) -> in
         export=tiers.export,
         local_store_stats=tiers.local_store_stats,
         pending_export_entries=tiers.pending_export_entries,
+        import_states=tiers.import_states,
     )
     try:
         server, port = build_server(
@@ -245,6 +252,8 @@ def _serve_tiers(config: ServeConfig, tiers: Tiers, stop: threading.Event) -> in
         sys.stdout.write(f"listening on {address}\n")
         sys.stdout.flush()
         logger.info("serving on %s (state %s, pid %d, control %s)", address, config.state_dir, os.getpid(), control_url)
+        if tiers.start is not None:
+            tiers.start()
         reason = runtime.wait()
         logger.info("stopping (%s)", reason)
     finally:

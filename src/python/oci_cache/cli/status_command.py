@@ -110,6 +110,14 @@ def _describe(report: Dict[str, Any]) -> str:
     if "pending_export_entries" in status:
         exports += f", {number('pending_export_entries')} entries waiting"
     lines.append(exports)
+    for state in status.get("imports", []):
+        if state.get("problem"):
+            what = "no image yet" if state.get("missing") else f"import FAILED: {state['problem']}"
+            if state.get("manifest_digest"):
+                what += f" (serving {state['manifest_digest']} imported before)"
+        else:
+            what = f"imported {state.get('manifest_digest', '')}"
+        lines.append(f"  import:       {state.get('entry', '')}: {what}")
     return "\n".join(lines)
 
 

@@ -28,6 +28,21 @@ class ControlError(Exception):
 
 
 @dataclass(frozen=True)
+class CacheFromState:
+    """A cache-from entry's import, as the daemon reports it."""
+
+    entry: str
+    manifest_digest: str = ""
+    problem: str = ""
+    missing: bool = False
+
+    @property
+    def failed(self) -> bool:
+        """An import problem other than "no image at the ref yet"."""
+        return bool(self.problem) and not self.missing
+
+
+@dataclass(frozen=True)
 class DaemonStatus:
     address: str
     pid: int
@@ -52,6 +67,7 @@ class DaemonStatus:
     idle_timeout_seconds: float = 0.0
     export_running: bool = False
     exports_completed: int = 0
+    imports: Tuple[CacheFromState, ...] = ()
 
     @classmethod
     def from_json(cls, data: Dict[str, Any]) -> "DaemonStatus":
@@ -80,6 +96,16 @@ class DaemonStatus:
             idle_timeout_seconds=float(data.get("idle_timeout_seconds", 0.0)),
             export_running=bool(data.get("export_running", False)),
             exports_completed=int(data.get("exports_completed", 0)),
+            imports=tuple(
+                CacheFromState(
+                    entry=str(item.get("entry", "")),
+                    manifest_digest=str(item.get("manifest_digest", "")),
+                    problem=str(item.get("problem", "")),
+                    missing=bool(item.get("missing", False)),
+                )
+                for item in data.get("imports", ())
+                if isinstance(item, dict)
+            ),
         )
 
 
@@ -162,6 +188,7 @@ class ControlClient:
 
 
 __all__: List[str] = [
+    "CacheFromState",
     "ControlClient",
     "ControlError",
     "DaemonStatus",

@@ -13,52 +13,37 @@ network access. The modules:
 - manifest: descriptors, config, manifest build/parse, the index layer.
 """
 
-from oci_cache.image_format.compression import Compression, parse_compression
-from oci_cache.image_format.entry_index import ActionEntry, BlobEntry, EntryIndex, decode_index, encode_index
-from oci_cache.image_format.errors import ImageFormatError, UnsupportedFormatVersionError
-from oci_cache.image_format.layer_reader import iter_blob_range, iter_layer, read_blob_range
-from oci_cache.image_format.layer_writer import LayerEntry, WrittenLayer, write_layer
-from oci_cache.image_format.manifest import (
-    CacheConfig,
-    CacheImage,
-    Descriptor,
-    ParsedManifest,
-    build_index_layer,
-    build_manifest,
-    layer_compression,
-    layer_descriptor,
-    parse_config,
-    parse_manifest,
-    read_index_layer,
-    resolve_image,
-)
+from oci_cache.lazy_exports import lazy_exports
 
-__all__ = [
-    "ActionEntry",
-    "BlobEntry",
-    "CacheConfig",
-    "CacheImage",
-    "Compression",
-    "Descriptor",
-    "EntryIndex",
-    "ImageFormatError",
-    "LayerEntry",
-    "ParsedManifest",
-    "UnsupportedFormatVersionError",
-    "WrittenLayer",
-    "build_index_layer",
-    "build_manifest",
-    "decode_index",
-    "encode_index",
-    "iter_blob_range",
-    "iter_layer",
-    "layer_compression",
-    "layer_descriptor",
-    "parse_compression",
-    "parse_config",
-    "parse_manifest",
-    "read_blob_range",
-    "read_index_layer",
-    "resolve_image",
-    "write_layer",
-]
+_EXPORTS = {
+    "ActionEntry": "entry_index",
+    "BlobEntry": "entry_index",
+    "CacheConfig": "manifest",
+    "CacheImage": "manifest",
+    "Compression": "compression",
+    "Descriptor": "manifest",
+    "EntryIndex": "entry_index",
+    "ImageFormatError": "errors",
+    "LayerEntry": "layer_writer",
+    "ParsedManifest": "manifest",
+    "UnsupportedFormatVersionError": "errors",
+    "WrittenLayer": "layer_writer",
+    "build_index_layer": "manifest",
+    "build_manifest": "manifest",
+    "decode_index": "entry_index",
+    "encode_index": "entry_index",
+    "iter_blob_range": "layer_reader",
+    "iter_layer": "layer_reader",
+    "layer_compression": "manifest",
+    "layer_descriptor": "manifest",
+    "parse_compression": "compression",
+    "parse_config": "manifest",
+    "parse_manifest": "manifest",
+    "read_blob_range": "layer_reader",
+    "read_index_layer": "manifest",
+    "resolve_image": "manifest",
+    "write_layer": "layer_writer",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = sorted(_EXPORTS)

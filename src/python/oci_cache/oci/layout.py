@@ -48,6 +48,8 @@ from oci_cache.oci.target import Manifest, PushOutcome
 
 LAYOUT_FILE = "oci-layout"
 INDEX_FILE = "index.json"
+MAX_MANIFEST_BYTES = 16 << 20
+"""As for registries (registry_client.MAX_MANIFEST_BYTES): larger manifests are refused unread."""
 LAYOUT_VERSION = "1.0.0"
 _TEMP_PREFIX = ".tmp-"
 
@@ -153,11 +155,14 @@ class OciLayoutTarget:
         if not isinstance(digest, str) or not is_digest(digest):
             return None
         try:
-            data = self._blob_path(BlobId(digest)).read_bytes()
+            with open(self._blob_path(BlobId(digest)), "rb") as handle:
+                data = handle.read(MAX_MANIFEST_BYTES + 1)  # bounded: a layout may be hostile
         except FileNotFoundError:
             if entry is not None and not is_digest(reference):
                 raise BlobNotFoundError(f"{self.path}: tag {reference} names {digest}, which is missing") from None
             return None
+        if len(data) > MAX_MANIFEST_BYTES:
+            raise OciError(f"{self.path}: manifest {digest} is over the {MAX_MANIFEST_BYTES}-byte limit")
         size = entry.get("size") if entry else None
         verify_bytes(BlobId(digest, size if isinstance(size, int) else None), data, f"manifest {digest} in {self.path}")
         media_type = (entry or {}).get("mediaType") or _declared_media_type(data)

@@ -14,7 +14,9 @@ What it does on the wire:
 - redirects are followed by hand for GET/HEAD; Authorization is sent only to the
   registry's own origin (blob GETs redirect to storage hosts with signed URLs);
 - 408/429/5xx and connection errors are retried with backoff and jitter,
-  honouring Retry-After, within RetryPolicy's attempt and time bounds;
+  honouring Retry-After, within RetryPolicy's attempt and time bounds; a refused
+  connection (nothing listens) gets one quick retry only, so an unreachable
+  registry fails in a fraction of a second instead of stalling a build;
 - uploads: HEAD (skip if present) → optional mount → POST → PUT ?digest= (one
   streamed body), or PATCH chunks then PUT when `upload_chunk_size` is set; the
   upload URL's own query (`_state`) is preserved; an upload that fails
@@ -28,11 +30,12 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import ssl
 import threading
 import time
 import warnings
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 import urllib3
@@ -85,6 +88,10 @@ MAX_MANIFEST_BYTES = 16 << 20
 READ_CHUNK = 1 << 20
 DRAIN_LIMIT = 256 << 10
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+REFUSED_RETRY_DELAY = 0.1  # seconds before the one retry of a refused connection
+CONTENT_MISMATCH_RETRIES = 2  # reads again of a blob/manifest whose bytes do not match its digest
+DEFAULT_READ_TIMEOUT = 120.0  # seconds without a byte from the registry
+READ_TIMEOUT_VARIABLE = "OCI_CACHE_REGISTRY_READ_TIMEOUT"  # overrides it (seconds)
 _NOT_TLS_MARKERS = (
     "wrong version number",
     "wrong_version_number",
@@ -103,6 +110,14 @@ class _PlainHttpServer(RegistryUnavailableError):
     """The host answered a TLS handshake with something that is not TLS (a plain-HTTP server)."""
 
 
+class _ConnectionFailed(RegistryUnavailableError):
+    """No HTTP answer at all: refused, reset, timed out. `reason` is the short cause."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class RegistryClient:
     """Talks to one registry. `registry` is host[:port] as in references ("docker.io" → Docker Hub)."""
 
@@ -117,7 +132,7 @@ class RegistryClient:
         environ: Optional[Mapping[str, str]] = None,
         retry: RetryPolicy = RetryPolicy(),
         connect_timeout: float = 10.0,
-        read_timeout: float = 120.0,
+        read_timeout: Optional[float] = None,
         max_connections: int = 16,
         upload_chunk_size: Optional[int] = None,
     ) -> None:
@@ -130,6 +145,8 @@ class RegistryClient:
         self.retry = retry
         self.upload_chunk_size = upload_chunk_size
         self._hostname = urlsplit(f"//{self.api_host}").hostname or self.api_host
+        if read_timeout is None:
+            read_timeout = _seconds_from_environment(READ_TIMEOUT_VARIABLE, DEFAULT_READ_TIMEOUT)
         self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
         self._registry_pool = urllib3.PoolManager(
             num_pools=4,
@@ -157,8 +174,12 @@ class RegistryClient:
     # ------------------------------------------------------------------ basics
 
     def connection_summary(self) -> str:
-        """ "https", "http, insecure", … (the scheme is known after the first request)."""
-        scheme = urlsplit(self._base).scheme if self._base else "https"
+        """ "https", "http, insecure", … (the scheme is known after the first request;
+        before it, "https or http" where plain HTTP may be used)."""
+        if self._base:
+            scheme = urlsplit(self._base).scheme
+        else:
+            scheme = "https or http" if self._may_use_http() else "https"
         flags = ", insecure" if self.insecure else ""
         flags += ", CA bundle" if self.ca_bundle else ""
         return scheme + flags
@@ -182,9 +203,12 @@ class RegistryClient:
                 self._base = self._probe()
             return self._base
 
+    def _may_use_http(self) -> bool:
+        return self.insecure or is_loopback_host(self.api_host)
+
     def _probe(self) -> str:
-        may_use_http = self.insecure or is_loopback_host(self.api_host)
-        schemes = ["https", "http"] if may_use_http else ["https"]
+        schemes = ["https", "http"] if self._may_use_http() else ["https"]
+        unreachable: List[_ConnectionFailed] = []
         for scheme in schemes:
             base = f"{scheme}://{self.api_host}"
             try:
@@ -193,6 +217,21 @@ class RegistryClient:
                 if scheme == schemes[-1]:
                     raise
                 logger.debug("%s does not speak TLS; using plain HTTP", self.api_host)
+                continue
+            except _ConnectionFailed as e:
+                if scheme == schemes[-1]:
+                    if unreachable:  # both schemes failed: name both URLs tried
+                        first, tried = unreachable[0].reason, f"GET https://{self.api_host}/v2/"
+                        both = (
+                            f"{tried} and GET {base}/v2/: {e.reason}"
+                            if first == e.reason
+                            else f"{tried}: {first}; GET {base}/v2/: {e.reason}"
+                        )
+                        raise _ConnectionFailed(
+                            f"cannot reach {self.registry} over https or http ({both})", e.reason
+                        ) from None
+                    raise
+                unreachable.append(e)
                 continue
             status = resp.status
             challenge = resp.headers.get("WWW-Authenticate")
@@ -228,17 +267,26 @@ class RegistryClient:
             return b""
         whole = offset == 0 and length is None
         budget = RetryBudget(self.retry)
+        where = f"blob {bid.digest} from {self.registry}/{repository}"
+        mismatches = 0
         while True:
             resp = self._get_blob(repository, bid, offset, length)
             try:
                 data = _read_all(resp)
-                break
             except Urllib3Error as e:
                 self._sleep_or_raise(budget, None, f"reading blob {bid.digest} from {repository}: {_reason(e)}")
-        where = f"blob {bid.digest} from {self.registry}/{repository}"
-        if resp.status == 206:
-            return self._checked_partial(resp, data, offset, length, where)
-        verify_bytes(bid, data, where)  # a full body: verifiable even when a range was asked for
+                continue
+            if resp.status == 206:
+                return self._checked_partial(resp, data, offset, length, where)
+            try:
+                verify_bytes(bid, data, where)  # a full body: verifiable even when a range was asked for
+                break
+            except ContentMismatchError as e:
+                # Content-addressed: wrong bytes were damaged on the way (or are stored damaged).
+                mismatches += 1
+                if mismatches > CONTENT_MISMATCH_RETRIES:
+                    raise
+                logger.warning("%s; reading it again", e)
         if whole:
             return data
         if offset >= len(data) and len(data) > 0:
@@ -435,6 +483,7 @@ class RegistryClient:
     ) -> Optional[Manifest]:
         _check_manifest_reference(reference)
         budget = RetryBudget(self.retry)
+        mismatches = 0
         while True:
             resp = self._request(
                 "GET",
@@ -457,9 +506,21 @@ class RegistryClient:
                 )
             try:
                 data = _read_all(resp)
-                break
             except Urllib3Error as e:
                 self._sleep_or_raise(budget, None, f"reading manifest {repository}:{reference}: {_reason(e)}")
+                continue
+            try:
+                digest = self._checked_manifest_digest(repository, reference, resp, data)
+                break
+            except ContentMismatchError as e:
+                mismatches += 1
+                if mismatches > CONTENT_MISMATCH_RETRIES:
+                    raise
+                logger.warning("%s; reading it again", e)
+        media_type = _media_type_of(resp.headers.get("Content-Type"), data)
+        return Manifest(media_type, data, digest)
+
+    def _checked_manifest_digest(self, repository: str, reference: str, resp: Any, data: bytes) -> str:
         where = f"manifest {self.registry}/{repository}:{reference}"
         digest = sha256_digest(data)
         if is_digest(reference):
@@ -468,8 +529,7 @@ class RegistryClient:
             header = resp.headers.get("Docker-Content-Digest")
             if header and header != digest:
                 raise ContentMismatchError(f"{where}: the registry says {header}, the bytes hash to {digest}")
-        media_type = _media_type_of(resp.headers.get("Content-Type"), data)
-        return Manifest(media_type, data, digest)
+        return digest
 
     def head_manifest(self, repository: str, reference: str, accept: Sequence[str] = MANIFEST_ACCEPT) -> Optional[str]:
         _check_manifest_reference(reference)
@@ -586,6 +646,7 @@ class RegistryClient:
     ) -> Any:
         """Sends with redirects and retries (connection errors, 408/429/5xx); no auth handling."""
         budget = RetryBudget(retry or self.retry)
+        refusals = 0
         while True:
             try:
                 payload = body() if body is not None else None
@@ -596,9 +657,18 @@ class RegistryClient:
             except Urllib3SSLError as e:
                 raise self._tls_error(url, e) from None
             except (Urllib3Error, OSError) as e:
-                self._sleep_or_raise(
-                    budget, None, f"cannot reach {self.registry} ({method} {_safe_url(url)}): {_reason(e)}"
-                )
+                reason = "connection refused" if _connection_refused(e) else _reason(e)
+                message = f"cannot reach {self.registry} ({method} {_safe_url(url)}): {reason}"
+                if _connection_refused(e):
+                    # Nothing listens there: backing off for seconds would only stall the build.
+                    refusals += 1
+                    if refusals > 1 or budget.policy.max_attempts <= 1:
+                        suffix = " (refused again after a quick retry)" if refusals > 1 else ""
+                        raise _ConnectionFailed(message + suffix, reason) from None
+                    logger.info("%s; retrying once in %.1fs", message, REFUSED_RETRY_DELAY)
+                    time.sleep(REFUSED_RETRY_DELAY)
+                    continue
+                self._sleep_or_raise(budget, None, message, error_type=_ConnectionFailed, reason=reason)
                 continue
             finally:
                 if payload is not None and hasattr(payload, "close"):
@@ -658,10 +728,14 @@ class RegistryClient:
         message: str,
         status: Optional[int] = None,
         codes: Sequence[str] = (),
+        error_type: Optional[type] = None,
+        reason: str = "",
     ) -> None:
         delay = budget.next_delay(retry_after)
         if delay is None:
             suffix = f" (gave up {budget.gave_up_reason})" if budget.policy.max_attempts > 1 else ""
+            if error_type is _ConnectionFailed:
+                raise _ConnectionFailed(message + suffix, reason)
             raise RegistryUnavailableError(message + suffix, status, codes, retry_after)
         logger.info("%s; retrying in %.1fs", message, delay)
         time.sleep(delay)
@@ -878,6 +952,30 @@ def _safe_url(url: str) -> str:
 
 def _default_port(scheme: str) -> int:
     return 443 if scheme == "https" else 80
+
+
+def _seconds_from_environment(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        logger.warning("ignoring %s=%r: not a number of seconds", name, value)
+        return default
+    return seconds if seconds > 0 else default
+
+
+def _connection_refused(error: BaseException) -> bool:
+    """True when the TCP connection was refused (urllib3 keeps the OSError as the cause)."""
+    seen: Set[int] = set()
+    current: Optional[BaseException] = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ConnectionRefusedError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _reason(error: BaseException) -> str:

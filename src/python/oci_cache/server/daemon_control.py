@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence
 
 from oci_cache.export_report import ExportReport
 from oci_cache.reapi import control_pb2
@@ -46,6 +46,7 @@ class DaemonControl:
         request_shutdown: Callable[[bool], None],
         local_store_stats: Optional[Callable[[], LocalStoreStats]] = None,
         pending_export_entries: Optional[Callable[[], int]] = None,
+        import_states: Optional[Callable[[], Sequence[Any]]] = None,
     ) -> None:
         self.identity = identity
         self._metrics = metrics
@@ -54,6 +55,7 @@ class DaemonControl:
         self._request_shutdown = request_shutdown
         self._local_store_stats = local_store_stats
         self._pending_export_entries = pending_export_entries
+        self._import_states = import_states
 
     def status(self) -> control_pb2.StatusResponse:
         identity = self.identity
@@ -86,6 +88,14 @@ class DaemonControl:
             response.local_store_max_bytes = stats.max_bytes
         if self._pending_export_entries is not None:
             response.pending_export_entries = self._pending_export_entries()
+        if self._import_states is not None:
+            for state in self._import_states():  # importer.ImportState
+                response.imports.add(
+                    entry=state.entry,
+                    manifest_digest=state.manifest_digest,
+                    problem=state.problem,
+                    missing=state.missing,
+                )
         return response
 
     def export(self, request: control_pb2.ExportRequest) -> control_pb2.ExportResponse:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable, List, Optional
+from typing import Any, Callable, List, Optional, Sequence
 
 from oci_cache.export_report import ExportReport
 from oci_cache.server.activity import Activity, ActivityInterceptor
@@ -54,6 +54,7 @@ class DaemonRuntime:
         export: Optional[Callable[[], ExportReport]] = None,
         local_store_stats: Optional[Callable[[], LocalStoreStats]] = None,
         pending_export_entries: Optional[Callable[[], int]] = None,
+        import_states: Optional[Callable[[], Sequence[Any]]] = None,
     ) -> None:
         self.identity = identity
         self.metrics = StoreMetrics()
@@ -72,6 +73,7 @@ class DaemonRuntime:
             self._request_shutdown,
             local_store_stats=local_store_stats,
             pending_export_entries=pending_export_entries,
+            import_states=import_states,
         )
         self._control_service = ControlService(self.control)
         self._http = ControlHttpServer(self.control, self.activity, bearer_token) if control_http else None

@@ -29,6 +29,7 @@ from oci_cache.server.auth_interceptor import BearerTokenInterceptor
 from oci_cache.server.bytestream_service import DEFAULT_READ_CHUNK_BYTES, ByteStreamService
 from oci_cache.server.capabilities_service import CapabilitiesService
 from oci_cache.server.cas_service import CasService
+from oci_cache.server.ended_call_log_filter import install_ended_call_log_filter
 from oci_cache.server.method_handlers import Dispatcher
 from oci_cache.server.upload_sessions import UploadSessions
 from oci_cache.store.interfaces import ActionCache, BlobStore
@@ -128,6 +129,7 @@ def build_server(
     Returns it and the bound port. Raises UnavailableError when `listen` cannot be bound.
     """
     options = options or ServerOptions()
+    install_ended_call_log_filter()
     executor = ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="reapi-worker")
     dispatcher = Dispatcher(executor)
     bytestream = ByteStreamService(blobs, dispatcher, UploadSessions(blobs), options.read_chunk_bytes)

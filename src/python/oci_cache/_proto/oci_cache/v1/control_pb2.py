@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aoci_cache/v1/control.proto\x12\x0coci_cache.v1\"\x12\n\x10GetStatusRequest\"\xd0\x04\n\x0eStatusResponse\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\x03\x12\x11\n\tstate_dir\x18\x03 \x01(\t\x12\x12\n\ncache_from\x18\x04 \x03(\t\x12\x10\n\x08\x63\x61\x63he_to\x18\x05 \x03(\t\x12\x19\n\x11\x61\x63tion_cache_hits\x18\x06 \x01(\x03\x12\x1b\n\x13\x61\x63tion_cache_misses\x18\x07 \x01(\x03\x12\x12\n\nbytes_read\x18\x08 \x01(\x03\x12\x15\n\rbytes_written\x18\t \x01(\x03\x12\x19\n\x11local_store_bytes\x18\n \x01(\x03\x12\x1d\n\x15local_store_max_bytes\x18\x0b \x01(\x03\x12#\n\x16pending_export_entries\x18\x0c \x01(\x03H\x00\x88\x01\x01\x12\x16\n\x0euptime_seconds\x18\r \x01(\x01\x12\x0f\n\x07version\x18\x0e \x01(\t\x12\x1a\n\x12\x63onfig_fingerprint\x18\x0f \x01(\t\x12\x12\n\nblobs_read\x18\x10 \x01(\x03\x12\x15\n\rblobs_written\x18\x11 \x01(\x03\x12\x1e\n\x16\x61\x63tion_results_written\x18\x12 \x01(\x03\x12\x14\n\x0cidle_seconds\x18\x13 \x01(\x01\x12\x1c\n\x14idle_timeout_seconds\x18\x14 \x01(\x01\x12\x16\n\x0e\x65xport_running\x18\x15 \x01(\x08\x12\x19\n\x11\x65xports_completed\x18\x16 \x01(\x03\x12\x13\n\x0b\x63ontrol_url\x18\x17 \x01(\tB\x19\n\x17_pending_export_entries\"#\n\rExportRequest\x12\x12\n\nbackground\x18\x01 \x01(\x08\"\xc3\x01\n\x0c\x45xportTarget\x12\r\n\x05\x65ntry\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0f\n\x07\x65ntries\x18\x04 \x01(\x03\x12\x16\n\x0e\x62ytes_uploaded\x18\x05 \x01(\x03\x12\x17\n\x0flayers_uploaded\x18\x06 \x01(\x03\x12\x15\n\rlayers_reused\x18\x07 \x01(\x03\x12\x17\n\x0fmanifest_digest\x18\x08 \x01(\t\x12\x15\n\rignored_error\x18\t \x01(\x08\"\x97\x01\n\x0e\x45xportResponse\x12+\n\x07targets\x18\x01 \x03(\x0b\x32\x1a.oci_cache.v1.ExportTarget\x12\x0f\n\x07seconds\x18\x02 \x01(\x01\x12\x1c\n\x14nothing_to_export_to\x18\x03 \x01(\x08\x12\x1d\n\x15started_in_background\x18\x04 \x01(\x08\x12\n\n\x02ok\x18\x05 \x01(\x08\"&\n\x0fShutdownRequest\x12\x13\n\x0bskip_export\x18\x01 \x01(\x08\"\x12\n\x10ShutdownResponse2\xe4\x01\n\x07\x43ontrol\x12I\n\tGetStatus\x12\x1e.oci_cache.v1.GetStatusRequest\x1a\x1c.oci_cache.v1.StatusResponse\x12\x43\n\x06\x45xport\x12\x1b.oci_cache.v1.ExportRequest\x1a\x1c.oci_cache.v1.ExportResponse\x12I\n\x08Shutdown\x12\x1d.oci_cache.v1.ShutdownRequest\x1a\x1e.oci_cache.v1.ShutdownResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aoci_cache/v1/control.proto\x12\x0coci_cache.v1\"\x12\n\x10GetStatusRequest\"\xff\x04\n\x0eStatusResponse\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\x03\x12\x11\n\tstate_dir\x18\x03 \x01(\t\x12\x12\n\ncache_from\x18\x04 \x03(\t\x12\x10\n\x08\x63\x61\x63he_to\x18\x05 \x03(\t\x12\x19\n\x11\x61\x63tion_cache_hits\x18\x06 \x01(\x03\x12\x1b\n\x13\x61\x63tion_cache_misses\x18\x07 \x01(\x03\x12\x12\n\nbytes_read\x18\x08 \x01(\x03\x12\x15\n\rbytes_written\x18\t \x01(\x03\x12\x19\n\x11local_store_bytes\x18\n \x01(\x03\x12\x1d\n\x15local_store_max_bytes\x18\x0b \x01(\x03\x12#\n\x16pending_export_entries\x18\x0c \x01(\x03H\x00\x88\x01\x01\x12\x16\n\x0euptime_seconds\x18\r \x01(\x01\x12\x0f\n\x07version\x18\x0e \x01(\t\x12\x1a\n\x12\x63onfig_fingerprint\x18\x0f \x01(\t\x12\x12\n\nblobs_read\x18\x10 \x01(\x03\x12\x15\n\rblobs_written\x18\x11 \x01(\x03\x12\x1e\n\x16\x61\x63tion_results_written\x18\x12 \x01(\x03\x12\x14\n\x0cidle_seconds\x18\x13 \x01(\x01\x12\x1c\n\x14idle_timeout_seconds\x18\x14 \x01(\x01\x12\x16\n\x0e\x65xport_running\x18\x15 \x01(\x08\x12\x19\n\x11\x65xports_completed\x18\x16 \x01(\x03\x12\x13\n\x0b\x63ontrol_url\x18\x17 \x01(\t\x12-\n\x07imports\x18\x18 \x03(\x0b\x32\x1c.oci_cache.v1.CacheFromStateB\x19\n\x17_pending_export_entries\"Z\n\x0e\x43\x61\x63heFromState\x12\r\n\x05\x65ntry\x18\x01 \x01(\t\x12\x17\n\x0fmanifest_digest\x18\x02 \x01(\t\x12\x0f\n\x07problem\x18\x03 \x01(\t\x12\x0f\n\x07missing\x18\x04 \x01(\x08\"#\n\rExportRequest\x12\x12\n\nbackground\x18\x01 \x01(\x08\"\xc3\x01\n\x0c\x45xportTarget\x12\r\n\x05\x65ntry\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0f\n\x07\x65ntries\x18\x04 \x01(\x03\x12\x16\n\x0e\x62ytes_uploaded\x18\x05 \x01(\x03\x12\x17\n\x0flayers_uploaded\x18\x06 \x01(\x03\x12\x15\n\rlayers_reused\x18\x07 \x01(\x03\x12\x17\n\x0fmanifest_digest\x18\x08 \x01(\t\x12\x15\n\rignored_error\x18\t \x01(\x08\"\x97\x01\n\x0e\x45xportResponse\x12+\n\x07targets\x18\x01 \x03(\x0b\x32\x1a.oci_cache.v1.ExportTarget\x12\x0f\n\x07seconds\x18\x02 \x01(\x01\x12\x1c\n\x14nothing_to_export_to\x18\x03 \x01(\x08\x12\x1d\n\x15started_in_background\x18\x04 \x01(\x08\x12\n\n\x02ok\x18\x05 \x01(\x08\"&\n\x0fShutdownRequest\x12\x13\n\x0bskip_export\x18\x01 \x01(\x08\"\x12\n\x10ShutdownResponse2\xe4\x01\n\x07\x43ontrol\x12I\n\tGetStatus\x12\x1e.oci_cache.v1.GetStatusRequest\x1a\x1c.oci_cache.v1.StatusResponse\x12\x43\n\x06\x45xport\x12\x1b.oci_cache.v1.ExportRequest\x1a\x1c.oci_cache.v1.ExportResponse\x12I\n\x08Shutdown\x12\x1d.oci_cache.v1.ShutdownRequest\x1a\x1e.oci_cache.v1.ShutdownResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,17 +34,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSTATUSREQUEST']._serialized_start=44
   _globals['_GETSTATUSREQUEST']._serialized_end=62
   _globals['_STATUSRESPONSE']._serialized_start=65
-  _globals['_STATUSRESPONSE']._serialized_end=657
-  _globals['_EXPORTREQUEST']._serialized_start=659
-  _globals['_EXPORTREQUEST']._serialized_end=694
-  _globals['_EXPORTTARGET']._serialized_start=697
-  _globals['_EXPORTTARGET']._serialized_end=892
-  _globals['_EXPORTRESPONSE']._serialized_start=895
-  _globals['_EXPORTRESPONSE']._serialized_end=1046
-  _globals['_SHUTDOWNREQUEST']._serialized_start=1048
-  _globals['_SHUTDOWNREQUEST']._serialized_end=1086
-  _globals['_SHUTDOWNRESPONSE']._serialized_start=1088
-  _globals['_SHUTDOWNRESPONSE']._serialized_end=1106
-  _globals['_CONTROL']._serialized_start=1109
-  _globals['_CONTROL']._serialized_end=1337
+  _globals['_STATUSRESPONSE']._serialized_end=704
+  _globals['_CACHEFROMSTATE']._serialized_start=706
+  _globals['_CACHEFROMSTATE']._serialized_end=796
+  _globals['_EXPORTREQUEST']._serialized_start=798
+  _globals['_EXPORTREQUEST']._serialized_end=833
+  _globals['_EXPORTTARGET']._serialized_start=836
+  _globals['_EXPORTTARGET']._serialized_end=1031
+  _globals['_EXPORTRESPONSE']._serialized_start=1034
+  _globals['_EXPORTRESPONSE']._serialized_end=1185
+  _globals['_SHUTDOWNREQUEST']._serialized_start=1187
+  _globals['_SHUTDOWNREQUEST']._serialized_end=1225
+  _globals['_SHUTDOWNRESPONSE']._serialized_start=1227
+  _globals['_SHUTDOWNRESPONSE']._serialized_end=1245
+  _globals['_CONTROL']._serialized_start=1248
+  _globals['_CONTROL']._serialized_end=1476
 # @@protoc_insertion_point(module_scope)

@@ -11,7 +11,7 @@ class GetStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("address", "pid", "state_dir", "cache_from", "cache_to", "action_cache_hits", "action_cache_misses", "bytes_read", "bytes_written", "local_store_bytes", "local_store_max_bytes", "pending_export_entries", "uptime_seconds", "version", "config_fingerprint", "blobs_read", "blobs_written", "action_results_written", "idle_seconds", "idle_timeout_seconds", "export_running", "exports_completed", "control_url")
+    __slots__ = ("address", "pid", "state_dir", "cache_from", "cache_to", "action_cache_hits", "action_cache_misses", "bytes_read", "bytes_written", "local_store_bytes", "local_store_max_bytes", "pending_export_entries", "uptime_seconds", "version", "config_fingerprint", "blobs_read", "blobs_written", "action_results_written", "idle_seconds", "idle_timeout_seconds", "export_running", "exports_completed", "control_url", "imports")
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     STATE_DIR_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +35,7 @@ class StatusResponse(_message.Message):
     EXPORT_RUNNING_FIELD_NUMBER: _ClassVar[int]
     EXPORTS_COMPLETED_FIELD_NUMBER: _ClassVar[int]
     CONTROL_URL_FIELD_NUMBER: _ClassVar[int]
+    IMPORTS_FIELD_NUMBER: _ClassVar[int]
     address: str
     pid: int
     state_dir: str
@@ -58,7 +59,20 @@ class StatusResponse(_message.Message):
     export_running: bool
     exports_completed: int
     control_url: str
-    def __init__(self, address: _Optional[str] = ..., pid: _Optional[int] = ..., state_dir: _Optional[str] = ..., cache_from: _Optional[_Iterable[str]] = ..., cache_to: _Optional[_Iterable[str]] = ..., action_cache_hits: _Optional[int] = ..., action_cache_misses: _Optional[int] = ..., bytes_read: _Optional[int] = ..., bytes_written: _Optional[int] = ..., local_store_bytes: _Optional[int] = ..., local_store_max_bytes: _Optional[int] = ..., pending_export_entries: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., version: _Optional[str] = ..., config_fingerprint: _Optional[str] = ..., blobs_read: _Optional[int] = ..., blobs_written: _Optional[int] = ..., action_results_written: _Optional[int] = ..., idle_seconds: _Optional[float] = ..., idle_timeout_seconds: _Optional[float] = ..., export_running: bool = ..., exports_completed: _Optional[int] = ..., control_url: _Optional[str] = ...) -> None: ...
+    imports: _containers.RepeatedCompositeFieldContainer[CacheFromState]
+    def __init__(self, address: _Optional[str] = ..., pid: _Optional[int] = ..., state_dir: _Optional[str] = ..., cache_from: _Optional[_Iterable[str]] = ..., cache_to: _Optional[_Iterable[str]] = ..., action_cache_hits: _Optional[int] = ..., action_cache_misses: _Optional[int] = ..., bytes_read: _Optional[int] = ..., bytes_written: _Optional[int] = ..., local_store_bytes: _Optional[int] = ..., local_store_max_bytes: _Optional[int] = ..., pending_export_entries: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., version: _Optional[str] = ..., config_fingerprint: _Optional[str] = ..., blobs_read: _Optional[int] = ..., blobs_written: _Optional[int] = ..., action_results_written: _Optional[int] = ..., idle_seconds: _Optional[float] = ..., idle_timeout_seconds: _Optional[float] = ..., export_running: bool = ..., exports_completed: _Optional[int] = ..., control_url: _Optional[str] = ..., imports: _Optional[_Iterable[_Union[CacheFromState, _Mapping]]] = ...) -> None: ...
+
+class CacheFromState(_message.Message):
+    __slots__ = ("entry", "manifest_digest", "problem", "missing")
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    entry: str
+    manifest_digest: str
+    problem: str
+    missing: bool
+    def __init__(self, entry: _Optional[str] = ..., manifest_digest: _Optional[str] = ..., problem: _Optional[str] = ..., missing: bool = ...) -> None: ...
 
 class ExportRequest(_message.Message):
     __slots__ = ("background",)
