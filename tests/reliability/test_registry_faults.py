@@ -12,9 +12,11 @@ bytes — at seeded rates:
 - `serve --cache-from <proxy ref>` never serves a wrong byte while layer reads are
   corrupted or truncated, and serves everything once the faults stop.
 
-The CI run covers each fault kind once at a moderate rate; `-m slow` adds several
-seeds per kind at higher rates and a mix of all kinds. A failing case names its seed:
-    .venv/bin/python -m pytest tests/reliability/test_registry_faults.py -m "slow or not slow" -k "corrupt"
+CI runs a mix of every kind but stalls at a moderate rate, an unreadable image at the
+ref, and three serve cases; `-m slow` runs each kind alone at 25/40/60 % (seeds 1-3),
+the tag-move faults, and every serve case with three seeds. A case id names its seed;
+replay one with
+    .venv/bin/python -m pytest tests/reliability/test_registry_faults.py -m "slow or not slow" -s -k "truncate-seed3"
 """
 
 from __future__ import annotations
@@ -28,11 +30,11 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, FrozenSet, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 import pytest
 
-from fault_proxy import API_PATH, BLOB_PATH, MANIFEST_PATH, UPLOAD_PATH, FaultPlan, FaultRule, RegistryFaultProxy
+from fault_proxy import API_PATH, BLOB_PATH, MANIFEST_PATH, FaultPlan, FaultRule, RegistryFaultProxy
 from registry_fault_scenarios import (
     READ_TIMEOUT_SECONDS,
     Entry,

@@ -175,3 +175,28 @@ def test_skopeo_pushes_what_the_layout_wrote_and_the_registry_target_reads_it(
     copy.push_blob(fresh_digest, fresh)
     assert copy_blob(copy, remote, fresh_digest) is PushOutcome.UPLOADED
     assert remote.read_blob(fresh_digest) == fresh
+
+
+def test_temporary_files_of_killed_writers_are_removed_on_the_next_write(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A writer killed mid-write leaves blobs/sha256/.tmp-*; the next writer removes the
+    old ones (never a fresh one: it may belong to a live writer)."""
+    import os
+    import time
+
+    from oci_cache.digests import Digest
+    from oci_cache.oci.layout import STALE_TEMP_SECONDS, OciLayoutTarget
+
+    first = OciLayoutTarget(tmp_path / "layout")
+    first.push_blob(Digest.of(b"one"), b"one")
+    blobs = tmp_path / "layout" / "blobs" / "sha256"
+    stale = blobs / ".tmp-0123456789abcdef-dead"
+    fresh = blobs / ".tmp-fedcba9876543210-live"
+    stale_index = tmp_path / "layout" / ".tmp-index.json-dead"
+    for path in (stale, fresh, stale_index):
+        path.write_bytes(b"partial")
+    old = time.time() - STALE_TEMP_SECONDS - 60
+    os.utime(stale, (old, old))
+    os.utime(stale_index, (old, old))
+    OciLayoutTarget(tmp_path / "layout").push_blob(Digest.of(b"two"), b"two")
+    assert not stale.exists() and not stale_index.exists()
+    assert fresh.exists()

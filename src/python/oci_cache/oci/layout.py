@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import json
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Union
@@ -52,6 +53,8 @@ MAX_MANIFEST_BYTES = 16 << 20
 """As for registries (registry_client.MAX_MANIFEST_BYTES): larger manifests are refused unread."""
 LAYOUT_VERSION = "1.0.0"
 _TEMP_PREFIX = ".tmp-"
+STALE_TEMP_SECONDS = 3600
+"""A temporary file older than this was left by a writer that died (kill -9): removed."""
 
 
 class OciLayoutTarget:
@@ -60,6 +63,7 @@ class OciLayoutTarget:
         self._tag = tag or DEFAULT_TAG
         validate_tag(self._tag)
         self._blobs = self.path / "blobs" / "sha256"
+        self._swept = False
 
     @property
     def tag(self) -> str:
@@ -256,6 +260,10 @@ class OciLayoutTarget:
             os.close(fd)  # releases the lock
 
     def _ensure_layout(self) -> None:
+        if not self._swept:
+            self._swept = True
+            remove_stale_temp_files(self._blobs)
+            remove_stale_temp_files(self.path)
         if (self.path / LAYOUT_FILE).exists() and self._blobs.is_dir() and (self.path / INDEX_FILE).exists():
             return
         self._blobs.mkdir(parents=True, exist_ok=True)
@@ -269,6 +277,24 @@ class OciLayoutTarget:
                     _atomic_write(self.path / INDEX_FILE, json.dumps(_empty_index(), indent=2).encode("utf-8") + b"\n")
             finally:
                 os.close(fd)
+
+
+def remove_stale_temp_files(directory: Path, older_than: float = STALE_TEMP_SECONDS) -> int:
+    """Removes the temporary files in `directory` that writers killed mid-write left
+    (older than `older_than` seconds: a live writer's file is never that old); how many."""
+    removed = 0
+    now = time.time()
+    try:
+        names = [name for name in os.listdir(directory) if name.startswith(_TEMP_PREFIX)]
+    except OSError:
+        return 0
+    for name in names:
+        path = Path(directory) / name
+        with contextlib.suppress(OSError):
+            if now - path.lstat().st_mtime > older_than:
+                path.unlink()
+                removed += 1
+    return removed
 
 
 def _empty_index() -> Dict[str, Any]:
