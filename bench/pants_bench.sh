@@ -17,8 +17,8 @@
 #
 # plus `pants --version` (Pants start-up alone, the floor every run pays). Each remote cache
 # is seeded by one cold run; then N rounds run round-robin (start-up, local, buildgrid,
-# plugin, plugin on a fresh machine) and the medians are compared, net of the start-up
-# median. Every warm run's --stats-log counters are checked: all remote-cacheable processes
+# plugin, plugin on a fresh machine) and the medians are compared: of the wall times, and
+# net of start-up (per round, each run minus that round's start-up run). Every warm run's --stats-log counters are checked: all remote-cacheable processes
 # served from the cache, and the plugin's runs end with the end-of-run export (which finds
 # the image at the ref up to date).
 #
@@ -302,10 +302,18 @@ local_m="$(median "${WARM_LOCAL[@]}")"
 bg_m="$(median "${WARM_BUILDGRID[@]}")"
 plugin_m="$(median "${WARM_PLUGIN[@]}")"
 fresh_m="$(median "${FRESH_PLUGIN[@]}")"
-net_local="$(minus "$local_m" "$startup")"
-net_bg="$(minus "$bg_m" "$startup")"
-net_plugin="$(minus "$plugin_m" "$startup")"
-net_fresh="$(minus "$fresh_m" "$startup")"
+# Net of start-up, paired by round (each run minus the start-up run of its own round, then
+# the median): load that drifts over the benchmark cancels out within a round.
+paired_net() { # NAME-OF-ARRAY: median over rounds of (run - start-up of that round)
+  local -n runs="$1"
+  local nets=() j
+  for ((j = 0; j < ${#runs[@]}; j++)); do nets+=("$(minus "${runs[$j]}" "${STARTUP[$j]}")"); done
+  median "${nets[@]}"
+}
+net_local="$(paired_net WARM_LOCAL)"
+net_bg="$(paired_net WARM_BUILDGRID)"
+net_plugin="$(paired_net WARM_PLUGIN)"
+net_fresh="$(paired_net FRESH_PLUGIN)"
 r_bg="$(ratio "$net_plugin" "$net_bg")"
 r_local="$(ratio "$net_plugin" "$net_local")"
 summary="$(grep -o 'oci-cache: [0-9]* hits\{0,1\},.*' "$WORK/plugin-warm-$RUNS.log" | tail -n 1 || true)"
@@ -314,7 +322,7 @@ row() { printf '%-40s %7s %7s   %s\n' "$@"; }
 echo
 echo "=== Pants 2.17.1, examples/basic (${GOALS[*]}), --no-pantsd; $RUNS warm runs each, medians ==="
 echo "$(nproc) CPUs; $cacheable remote-cacheable processes ($(counter local-cold local_cache_requests) local-cache lookups); every warm run served all of them from its cache"
-row "" "wall s" "net s" "runs (wall s)"
+row "" "wall s" "net s" "runs (wall s; net = median of run - start-up of its round)"
 row "pants --version (start-up)" "$startup" "-" "${STARTUP[*]}"
 row "(c) local: Pants' local store" "$local_m" "$net_local" "${WARM_LOCAL[*]}"
 row "(b) buildgrid: BuildGrid in memory" "$bg_m" "$net_bg" "${WARM_BUILDGRID[*]}"

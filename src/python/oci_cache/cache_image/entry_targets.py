@@ -1,4 +1,9 @@
-"""Opens the ImageTarget a cache-from / cache-to entry names."""
+"""Opens the ImageTarget a cache-from / cache-to entry names.
+
+The transport (the registry client: urllib3, ssl) is imported on the first open, not
+with this module: `serve` then listens before it pays for it (the import of the
+cache images, which opens the targets, runs after that, in the background).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,6 @@ from typing import Mapping, Optional, Union
 
 from oci_cache.cache_entries import TYPE_LOCAL, CacheFrom, CacheTo
 from oci_cache.oci.http_retry import RetryPolicy
-from oci_cache.oci.target_opener import open_target
 from oci_cache.oci.target import ImageTarget
 
 CacheEntry = Union[CacheFrom, CacheTo]
@@ -24,6 +28,8 @@ def open_entry_target(
     retry: Optional[RetryPolicy] = None,
 ) -> ImageTarget:
     """The registry repository or OCI layout directory of `entry` (no request is made)."""
+    from oci_cache.oci.target_opener import open_target
+
     if entry.type == TYPE_LOCAL:
         return open_target("local", entry.location, tag=entry.tag)
     return open_target(
