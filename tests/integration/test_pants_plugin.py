@@ -36,44 +36,20 @@ import pytest
 
 from oci_cache.daemon.daemon_dir import find_daemon_dirs
 from oci_cache.daemon_state import read_daemon_state
+from pants_runs import (
+    CACHEABLE_PROCESSES,
+    HDRHISTOGRAM_HINT,
+    PANTS_TIMEOUT_SECONDS,
+    PantsRun,
+    UNAVAILABLE_WARNING,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_REPO = REPO_ROOT / "examples" / "basic"
 PANTS = REPO_ROOT / ".venv-pants" / "bin" / "pants"
 SOURCE_ROOT = REPO_ROOT / "src" / "python"
 GOALS = ["export-codegen", "test", "::"]
-PANTS_TIMEOUT_SECONDS = 300
-CACHEABLE_PROCESSES = 15  # examples/basic/README.md
-HDRHISTOGRAM_HINT = "Please run with `--plugins=hdrhistogram`"
-COUNTER_LINE = re.compile(r"^\s+([a-z_]+): (\d+)$", re.M)
-SUMMARY_LINE = re.compile(
-    r"\[INFO\] oci-cache: (\d+) hits?, (\d+) miss(?:es)?, (\S+) read, (\S+) written; (.*)$", re.M
-)
-UNAVAILABLE_WARNING = "[oci-cache] the remote cache is off for this run, the build goes on without it"
-
 pytestmark = pytest.mark.pants
-
-
-@dataclass(frozen=True)
-class PantsRun:
-    name: str
-    returncode: int
-    output: str
-    seconds: float
-
-    @property
-    def counters(self) -> Dict[str, int]:
-        _, marker, text = self.output.rpartition("Counters:")
-        return {name: int(value) for name, value in COUNTER_LINE.findall(text)} if marker else {}
-
-    @property
-    def summary(self) -> Optional["re.Match[str]"]:
-        matches = list(SUMMARY_LINE.finditer(self.output))
-        return matches[-1] if matches else None
-
-    def describe(self) -> str:
-        tail = "\n".join(self.output.splitlines()[-40:])
-        return f"pants run {self.name!r} exited {self.returncode} after {self.seconds:.1f}s; output tail:\n{tail}"
 
 
 @dataclass
