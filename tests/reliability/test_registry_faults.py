@@ -233,7 +233,11 @@ def _check_faults_were_injected(case: Case, proxy: RegistryFaultProxy, outcome: 
     assert proxy.injected, f"{case}: no fault was injected in {len(proxy.requests)} requests"
 
 
-@pytest.mark.parametrize("case", CI_CASES, ids=str)
+@pytest.mark.parametrize(
+    "case",
+    [*CI_CASES, *(pytest.param(case, marks=pytest.mark.slow) for case in SLOW_CASES)],
+    ids=str,
+)
 def test_export_inspect_prune_under_faults(
     case: Case,
     registry_plain: RegistryServer,  # noqa: F811
@@ -244,22 +248,7 @@ def test_export_inspect_prune_under_faults(
     state_dirs: Tuple[Path, Path],
     entries: Tuple[List[Entry], List[Entry]],
 ) -> None:
-    outcome = _export_inspect_prune(case, registry_plain, proxy, unique_repo, tmp_path, docker_config, state_dirs, entries)
-    _check_faults_were_injected(case, proxy, outcome)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("case", SLOW_CASES, ids=str)
-def test_export_inspect_prune_under_faults_full_matrix(
-    case: Case,
-    registry_plain: RegistryServer,  # noqa: F811
-    proxy: RegistryFaultProxy,
-    unique_repo: str,  # noqa: F811
-    tmp_path: Path,
-    docker_config: Path,
-    state_dirs: Tuple[Path, Path],
-    entries: Tuple[List[Entry], List[Entry]],
-) -> None:
+    """CI runs CI_CASES; the long run (-m slow) the whole matrix, SLOW_CASES."""
     outcome = _export_inspect_prune(case, registry_plain, proxy, unique_repo, tmp_path, docker_config, state_dirs, entries)
     _check_faults_were_injected(case, proxy, outcome)
 
