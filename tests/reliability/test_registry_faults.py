@@ -52,6 +52,7 @@ from server_fixtures import start_server
 
 from oci_cache.cache_entries import parse_cache_from
 from oci_cache.cache_image import load_cache_image, open_entry_target
+from oci_cache.cache_image.imported_images import CONTENT_ATTEMPTS
 
 pytestmark = pytest.mark.registry
 
@@ -286,7 +287,9 @@ SERVE_CASES = {
     "truncate-always": lambda layers: (FaultRule("truncate", 1.0, methods=GET, path=layers),),
     # Transient trouble on every read path, then the faults stop.
     "transient-mix": lambda layers: (
-        FaultRule("corrupt", 0.25, methods=GET, path=BLOB_PATH, limit=3),
+        # At most CONTENT_ATTEMPTS - 1 altered answers: a blob whose every read comes back
+        # altered is marked bad in that image, by design (corrupt-always covers that).
+        FaultRule("corrupt", 0.25, methods=GET, path=BLOB_PATH, limit=CONTENT_ATTEMPTS - 1),
         FaultRule("truncate", 0.25, methods=GET, path=BLOB_PATH, limit=3),
         FaultRule("reset_body", 0.25, methods=GET, path=BLOB_PATH, limit=3),
         FaultRule("503", 0.25, path=API_PATH, limit=3),
