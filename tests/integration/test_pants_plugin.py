@@ -21,7 +21,6 @@ stopped by pid at the end of the module.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -34,9 +33,11 @@ from typing import Dict, Iterator, List, Optional, Set
 
 import pytest
 
-from oci_cache.daemon.daemon_dir import find_daemon_dirs
-from oci_cache.daemon_state import read_daemon_state
 from pants_runs import (
+    alive,
+    daemon_logs,
+    kill,
+    live_daemon_pids,
     CACHEABLE_PROCESSES,
     HDRHISTOGRAM_HINT,
     PANTS_TIMEOUT_SECONDS,
@@ -109,39 +110,10 @@ class PluginRepo:
         return PantsRun(name, completed.returncode, output, time.monotonic() - started)
 
     def daemon_pids(self, state_dir: Optional[Path] = None) -> Set[int]:
-        pids = set()
-        for directory in find_daemon_dirs(state_dir or self.state_dir):
-            state = read_daemon_state(directory)
-            if state is not None and _alive(state.pid):
-                pids.add(state.pid)
-        return pids
+        return live_daemon_pids(state_dir or self.state_dir)
 
     def daemon_log(self) -> str:
-        return "\n".join(
-            (directory / "daemon.log").read_text(errors="replace")[-3000:]
-            for directory in find_daemon_dirs(self.state_dir)
-            if (directory / "daemon.log").exists()
-        )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (ProcessLookupError, OSError):
-        return False
-
-
-def _kill(pid: int, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if _alive(pid):
-        os.kill(pid, signal.SIGKILL)
+        return daemon_logs(self.state_dir)
 
 
 def write_plugin_config(path: Path, state_dir: Path) -> None:
@@ -176,12 +148,12 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PluginRepo]:
     yield plugin_repo
     for pid_file in (base / "runs" / "pids").glob("*/pantsd/pid"):
         try:
-            _kill(int(pid_file.read_text().strip()))
+            kill(int(pid_file.read_text().strip()))
         except ValueError:
             pass
     for directory in [base / "oci-cache", *base.glob("state-*")]:
         for pid in plugin_repo.daemon_pids(directory):
-            _kill(pid)
+            kill(pid)
 
 
 @pytest.fixture(scope="module")
@@ -230,8 +202,8 @@ def test_a_fresh_machine_is_served_from_the_cache_through_the_plugin(repo: Plugi
 def test_a_killed_daemon_is_restarted_and_concurrent_runs_share_one(repo: PluginRepo, cold_build: PantsRun) -> None:
     assert cold_build.returncode == 0, cold_build.describe()
     (killed,) = repo.daemon_pids()
-    _kill(killed, signal.SIGKILL)
-    assert not _alive(killed)
+    kill(killed, signal.SIGKILL)
+    assert not alive(killed)
 
     # Two fresh machines at once, after the crash: one of them starts the daemon, both use it.
     runs: Dict[str, PantsRun] = {}
@@ -335,7 +307,7 @@ def test_the_wheel_on_pythonpath_with_oci_cache_on_the_path(repo: PluginRepo, co
         assert os.path.realpath(f"/proc/{pid}/exe") == os.path.realpath(sys.executable)
     finally:
         for pid in repo.daemon_pids(state_dir):
-            _kill(pid)
+            kill(pid)
 
 
 def test_remote_caching_off_is_a_warning_and_starts_no_daemon(repo: PluginRepo, tmp_path: Path) -> None:

@@ -27,19 +27,19 @@ import hashlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Set
+from typing import Dict, Iterator, List, Set
 
 import pytest
 
-from oci_cache.daemon.daemon_dir import find_daemon_dirs
-from oci_cache.daemon_state import read_daemon_state
 from pants_runs import (
+    daemon_logs,
+    kill,
+    live_daemon_pids,
     CACHEABLE_PROCESSES,
     HDRHISTOGRAM_HINT,
     PANTS_TIMEOUT_SECONDS,
@@ -120,39 +120,10 @@ class PluginInstall:
         return PantsRun(name, completed.returncode, output, time.monotonic() - started)
 
     def daemon_pids(self) -> Set[int]:
-        pids = set()
-        for directory in find_daemon_dirs(self.state_dir):
-            state = read_daemon_state(directory)
-            if state is not None and _alive(state.pid):
-                pids.add(state.pid)
-        return pids
+        return live_daemon_pids(self.state_dir)
 
     def daemon_log(self) -> str:
-        return "\n".join(
-            (directory / "daemon.log").read_text(errors="replace")[-3000:]
-            for directory in find_daemon_dirs(self.state_dir)
-            if (directory / "daemon.log").exists()
-        )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (ProcessLookupError, OSError):
-        return False
-
-
-def _kill(pid: int, timeout: float = 20.0) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if _alive(pid):
-        os.kill(pid, signal.SIGKILL)
+        return daemon_logs(self.state_dir)
 
 
 def _skip_or_fail(reason: str) -> None:
@@ -227,7 +198,7 @@ def install(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PluginInstall]
     plugin_install = PluginInstall(buildroot, base / "runs", state_dir, config_file, wheel)
     yield plugin_install
     for pid in plugin_install.daemon_pids():
-        _kill(pid)
+        kill(pid)
 
 
 def _daemon_environ(pid: int) -> Dict[str, str]:

@@ -17,6 +17,7 @@ from typing import Iterator, List
 
 import pytest
 
+from pants_runs import alive, kill
 from registry_fixtures import RegistryServer, start_registry
 from test_pants_plugin import (
     CACHEABLE_PROCESSES,
@@ -25,8 +26,6 @@ from test_pants_plugin import (
     UNAVAILABLE_WARNING,
     PantsRun,
     PluginRepo,
-    _alive,
-    _kill,
     write_plugin_config,
 )
 
@@ -74,7 +73,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryPluginRep
     yield plugin_repo
     for directory in base.glob("state-*"):
         for pid in plugin_repo.daemon_pids(directory):
-            _kill(pid)
+            kill(pid)
 
 
 def _manifest_status(registry: RegistryServer, repository: str, tag: str) -> int:
@@ -134,7 +133,7 @@ def test_the_cache_travels_through_the_registry_and_a_dead_registry_only_warns(
 
     # (c) The registry is gone: the build still succeeds, with a warning.
     registry.stop()
-    assert not _alive(registry.process.pid)
+    assert not alive(registry.process.pid)
     state_c = scratch / "state-c"
     config_c = repo.config_for("c", state_c, [f'cache_from = ["{ref}"]', f'cache_to = ["{ref}"]'])
     run_c = repo.run("c", "--no-local-cache", config_file=config_c)

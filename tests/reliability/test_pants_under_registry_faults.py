@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
 from fault_proxy import API_PATH, BLOB_PATH, FaultPlan, FaultRule, RegistryFaultProxy  # noqa: E402
 from registry_fixtures import RegistryServer, start_registry  # noqa: E402
-from test_pants_plugin import CACHEABLE_PROCESSES, PANTS, PantsRun, _kill  # noqa: E402
+from pants_runs import kill  # noqa: E402
+from test_pants_plugin import CACHEABLE_PROCESSES, PANTS, PantsRun  # noqa: E402
 from test_pants_plugin_registry import RegistryPluginRepo, _report  # noqa: E402
 
 from oci_cache.cache_entries import parse_cache_from  # noqa: E402
@@ -92,7 +93,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryPluginRep
         os.environ["OCI_CACHE_REGISTRY_READ_TIMEOUT"] = previous
     for directory in base.glob("runs/state-*"):
         for pid in plugin_repo.daemon_pids(directory):
-            _kill(pid)
+            kill(pid)
 
 
 def _ref_entries(registry: RegistryServer, repository: str) -> int:
@@ -114,7 +115,7 @@ def _build(
     config = repo.config_for(name, state, lines)
     run = repo.run(name, *extra, config_file=config)
     for pid in repo.daemon_pids(state):  # each run's daemon ends with it: no export at a later exit
-        _kill(pid)
+        kill(pid)
     return run, state
 
 

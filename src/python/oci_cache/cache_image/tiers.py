@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, List, Optional
+from typing import TYPE_CHECKING, Any, List
 
 from oci_cache.cache_entries import CacheFrom, CacheTo
 from oci_cache.cache_image.export_markers import ExportMarkers, pending_entries
