@@ -55,8 +55,7 @@ class ImportedImage:
         )
         self._layer_digests: Tuple[Digest, ...] = tuple(d.as_digest for d in loaded.layers)
         self._bad: Set[Digest] = set()
-        self.small_layers = SmallLayerReads(self._read_whole_layer)
-        self._layer_counter: Optional["FetchCounters"] = None
+        self.small_layers = SmallLayerReads(lambda layer: self.target.read_blob(layer))
 
     @property
     def digest(self) -> str:
@@ -84,20 +83,15 @@ class ImportedImage:
     def layer_digest(self, layer: int) -> Digest:
         return self._layer_digests[layer]
 
-    def _read_whole_layer(self, layer: Digest) -> bytes:
-        data = self.target.read_blob(layer)
-        if self._layer_counter is not None:
-            self._layer_counter.add_fetched(len(data))
-        return data
-
     def read_entry(self, entry: BlobEntry, counter: "FetchCounters") -> Iterator[bytes]:
         """The blob's verified bytes in chunks (the last chunk only after the digest
         matched), from one Range read of its entry."""
         layer = self._layer_digests[entry.layer]
         compression = self._compressions[entry.layer]
         if entry.compressed_length <= SMALL_RANGE_BYTES:
-            self._layer_counter = counter
-            data = self.small_layers.read_range(layer, entry.compressed_offset, entry.compressed_length)
+            data = self.small_layers.read_range(
+                layer, entry.compressed_offset, entry.compressed_length, counter.add_fetched
+            )
             if data is None:
                 data = self.target.read_blob(layer, entry.compressed_offset, entry.compressed_length)
                 counter.add_fetched(len(data))

@@ -54,9 +54,12 @@ class SmallLayerReads:
         self.layers_read = 0
         self.bytes_read = 0
 
-    def read_range(self, layer: Digest, offset: int, length: int) -> Optional[bytes]:
+    def read_range(
+        self, layer: Digest, offset: int, length: int, fetched: Callable[[int], None] = lambda size: None
+    ) -> Optional[bytes]:
         """The range's bytes from the whole layer (read now if this is the second range
-        wanted from it), or None: then the caller reads the range itself."""
+        wanted from it), or None: then the caller reads the range itself. `fetched` is
+        told the size of a whole layer read."""
         if layer.size_bytes > self._max_layer_bytes or offset < 0 or length < 0 or offset + length > layer.size_bytes:
             return None
         while True:
@@ -78,16 +81,17 @@ class SmallLayerReads:
                     break
             waiting.wait()  # another thread is reading this layer: then look again
         try:
-            data = self._read_verified(layer)
+            data = self._read_verified(layer, fetched)
         finally:
             with self._lock:
                 del self._in_flight[layer]
             done.set()
         return None if data is None else data[offset : offset + length]
 
-    def _read_verified(self, layer: Digest) -> Optional[bytes]:
+    def _read_verified(self, layer: Digest, fetched: Callable[[int], None]) -> Optional[bytes]:
         try:
             data = self._read_layer(layer)
+            fetched(len(data))
         except (CacheError, OSError) as error:
             logger.info("layer %s: a whole read failed (%s); reading its blobs one by one", layer, error)
             data = None
