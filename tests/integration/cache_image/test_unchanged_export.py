@@ -3,9 +3,11 @@ unless last_used times went stale; anything new still publishes (unchanged_expor
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import List
+
+import pytest
 
 from action_scenario import make_action, store_action
 from oci_cache.cache_entries import parse_cache_from, parse_cache_to
@@ -14,6 +16,7 @@ from oci_cache.cache_image.loaded_image import LoadedImage
 from oci_cache.cache_image.exporter import UNCHANGED_MESSAGE, CacheExporter
 from oci_cache.cache_image.unchanged_export import LAST_USED_REFRESH_SECONDS, last_used_granularity
 from oci_cache.export_report import ExportTargetReport
+from oci_cache.store import local_store as local_store_module
 from oci_cache.store.local_store import LocalStore
 
 
@@ -66,30 +69,36 @@ def test_a_second_export_with_nothing_new_keeps_the_image(tmp_path: Path) -> Non
         store.close()
 
 
-def test_entries_used_long_enough_ago_are_refreshed(tmp_path: Path) -> None:
+def test_entries_used_long_enough_ago_are_refreshed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A newer use of an entry republishes only once its stored last_used is stale
-    (here keep-duration=4s, so stale after 1 s)."""
+    (here keep-duration=4s, so stale after 1 s). The store and the exporter share one
+    test clock: last_used times are whole seconds, so with the wall clock a use 0.1 s
+    later can already fall in the next second."""
     entry = f"type=local,dest={tmp_path / 'layout'},keep-duration=4s"
     recorded = make_action(7)
+    clock = Clock(1_800_000_000.0)
+    monkeypatch.setattr(local_store_module, "time", SimpleNamespace(time=clock))
 
     def write_and_export(name: str) -> ExportTargetReport:
         store = LocalStore(tmp_path / f"store-{name}", 1 << 30)
         try:
             store_action(store, recorded)
-            exporter = CacheExporter(store, tmp_path / f"work-{name}", confirm_delay=0)
+            exporter = CacheExporter(store, tmp_path / f"work-{name}", clock=clock, confirm_delay=0)
             return exporter.export([parse_cache_to(entry)]).targets[0]
         finally:
             store.close()
 
     assert write_and_export("seed").ok
     seeded = _last_used(entry)
-    soon = write_and_export("soon")  # newer, but by less than a second
+    assert seeded == [1_800_000_000]
+    clock.now += 0.9  # newer, but by less than the 1 s granularity
+    soon = write_and_export("soon")
     assert soon.ok and soon.message == UNCHANGED_MESSAGE
     assert _last_used(entry) == seeded
-    time.sleep(1.2)
+    clock.now += 0.6  # now 1.5 s after the stored time: stale
     later = write_and_export("later")
     assert later.ok and later.message != UNCHANGED_MESSAGE and later.bytes_uploaded > 0
-    assert _last_used(entry)[0] >= seeded[0] + 1
+    assert _last_used(entry) == [1_800_000_001]
 
 
 def test_a_short_keep_duration_refreshes_sooner() -> None:
