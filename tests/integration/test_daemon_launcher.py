@@ -112,7 +112,7 @@ def test_start_then_reuse(daemons: Daemons) -> None:
     second = daemons.ensure()
     assert not second.started and second.pid == first.pid and second.address == first.address
     assert second.token == first.token
-    assert time.monotonic() - started < 0.5  # one status call, no process start
+    assert time.monotonic() - started < 2  # one status call, no process start (a start is ~0.3 s plus the wait for it to listen)
 
     # The daemon requires the token: the cache services refuse calls without it.
     channel = grpc.insecure_channel(first.address[len("grpc://"):])

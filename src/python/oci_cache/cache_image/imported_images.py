@@ -10,8 +10,9 @@ header checked and its SHA-256 verified while it streams into `store` — which
 commits only after the digest matched. Nothing unverified is ever stored or
 served. A blob whose bytes fail verification is read again (CONTENT_ATTEMPTS in all:
 bytes damaged on the way are not the image's fault); one that keeps failing, or
-whose layer is missing, is marked bad in that image and is no longer reported
-present; the next image holding it is tried.
+whose layer is missing, is set aside in that image (bad_blobs.py: not reported
+present until a back-off of minutes passes, then tried again); the next image
+holding it is tried.
 A failure to reach it (registry unavailable or denying, local disk full) is a
 miss this time only.
 Concurrent fetches of one digest share a single transfer.
@@ -24,11 +25,12 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Set, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from oci_cache.digests import EMPTY_DIGEST, Digest
 from oci_cache.errors import CacheError, DigestMismatchError, NotFoundError, OutOfRangeError
 from oci_cache.image_format import ActionEntry, BlobEntry, Compression, ImageFormatError, iter_blob_range
+from oci_cache.cache_image.bad_blobs import BadBlobs
 from oci_cache.cache_image.loaded_image import LoadedImage
 from oci_cache.cache_image.small_layer_reads import SmallLayerReads
 from oci_cache.oci.target import ImageTarget
@@ -39,13 +41,15 @@ logger = logging.getLogger(__name__)
 SMALL_RANGE_BYTES = 8 << 20
 """Ranges up to this are read whole (with the client's retries); larger ones stream."""
 CONTENT_ATTEMPTS = 3
-"""Reads of a blob whose bytes fail verification before it is marked bad in that image."""
+"""Reads of a blob whose bytes fail verification before it is set aside in that image."""
 
 
 class ImportedImage:
-    """One imported image: its decoded index, its target and the blobs found bad."""
+    """One imported image: its decoded index, its target and the blobs set aside."""
 
-    def __init__(self, entry_text: str, target: ImageTarget, loaded: LoadedImage) -> None:
+    def __init__(
+        self, entry_text: str, target: ImageTarget, loaded: LoadedImage, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.entry_text = entry_text
         self.target = target
         self.loaded = loaded
@@ -54,7 +58,7 @@ class ImportedImage:
             loaded.layer_compression(number) for number in range(len(loaded.layers))
         )
         self._layer_digests: Tuple[Digest, ...] = tuple(d.as_digest for d in loaded.layers)
-        self._bad: Set[Digest] = set()
+        self.bad_blobs = BadBlobs(clock)
         self.small_layers = SmallLayerReads(lambda layer: self.target.read_blob(layer))
 
     @property
@@ -62,20 +66,21 @@ class ImportedImage:
         return self.loaded.digest
 
     def find_blob(self, digest: Digest) -> Optional[BlobEntry]:
-        if digest in self._bad:
+        if self.bad_blobs.is_set_aside(digest):
             return None
         try:
             return self.index.find_blob(digest)
-        except CacheError as error:  # an entry pointing outside its layer: treat as absent
-            self._bad.add(digest)
+        except CacheError as error:  # an entry pointing outside its layer: absent for good
+            self.bad_blobs.set_aside_for_good(digest)
             logger.warning("cache-from %s: blob %s is not usable, treated as a miss: %s", self.entry_text, digest, error)
             return None
 
     def find_action(self, action: Digest) -> Optional[ActionEntry]:
         return self.index.find_action(action)
 
-    def mark_bad(self, digest: Digest) -> None:
-        self._bad.add(digest)
+    def mark_bad(self, digest: Digest) -> float:
+        """Sets the blob aside for a back-off (returned, in seconds) after failed reads."""
+        return self.bad_blobs.set_aside(digest)
 
     def compression(self, layer: int) -> Compression:
         return self._compressions[layer]
@@ -274,16 +279,29 @@ class ImportSet:
             for attempt in range(1, CONTENT_ATTEMPTS + 1):
                 try:
                     self._fetch_entry(image, entry, store)
+                    image.bad_blobs.forget(digest)
                     return True
-                except _CONTENT_ERRORS as error:  # corrupt, truncated or missing: never again from this image
+                except _Unservable as error:  # the entry itself is impossible: never from this image
+                    self.counters.add_failure()
+                    image.bad_blobs.set_aside_for_good(digest)
+                    logger.warning(
+                        "cache-from %s: blob %s is not usable, treated as a miss: %s", image.entry_text, digest, error
+                    )
+                except _CONTENT_ERRORS as error:  # corrupt, truncated or missing: set aside for a while
                     self.counters.add_failure()
                     if attempt < CONTENT_ATTEMPTS and not isinstance(error, (NotFoundError, OutOfRangeError)):
                         # Bytes damaged on the way look the same as damaged in the image: read again.
                         logger.info("cache-from %s: blob %s: %s; reading it again", image.entry_text, digest, error)
                         continue
-                    image.mark_bad(digest)
+                    again = "still " if image.bad_blobs.was_set_aside(digest) else ""
+                    backoff = image.mark_bad(digest)
                     logger.warning(
-                        "cache-from %s: blob %s is not usable, treated as a miss: %s", image.entry_text, digest, error
+                        "cache-from %s: blob %s is %snot usable, treated as a miss (read again in %d min): %s",
+                        image.entry_text,
+                        digest,
+                        again,
+                        backoff // 60,
+                        error,
                     )
                 except CacheError as error:  # unreachable, denied, local disk full: a miss this time only
                     self.counters.add_failure()
