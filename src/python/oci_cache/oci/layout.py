@@ -10,7 +10,9 @@ a temporary file next to their final name, verified, fsynced and renamed, so a
 reader never sees a partial blob. index.json is rewritten the same way under an
 exclusive `flock` on the directory, so concurrent writers (threads or processes)
 never lose each other's tags. Manifests put by digest only (children of an
-index) are stored as blobs and not listed in index.json.
+index) are stored as blobs and not listed in index.json. When a tag moves, blobs
+that nothing reachable from index.json has referenced for an hour are removed
+(layout_garbage.py).
 """
 
 from __future__ import annotations
@@ -43,6 +45,13 @@ from oci_cache.oci.errors import (
     InvalidReferenceError,
     OciError,
 )
+from oci_cache.oci.layout_garbage import (
+    GARBAGE_GRACE_SECONDS,
+    UnknownReferencesError,
+    collect_garbage,
+    reachable_blobs,
+    touch_blobs,
+)
 from oci_cache.oci.media_types import ANNOTATION_REF_NAME, OCI_INDEX, OCI_MANIFEST
 from oci_cache.oci.reference import DEFAULT_TAG, is_digest, validate_tag
 from oci_cache.oci.target import Manifest, PushOutcome
@@ -58,8 +67,14 @@ STALE_TEMP_SECONDS = 3600
 
 
 class OciLayoutTarget:
-    def __init__(self, path: Union[str, "os.PathLike[str]"], tag: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        path: Union[str, "os.PathLike[str]"],
+        tag: Optional[str] = None,
+        garbage_grace_seconds: float = GARBAGE_GRACE_SECONDS,
+    ) -> None:
         self.path = Path(path)
+        self.garbage_grace_seconds = garbage_grace_seconds
         self._tag = tag or DEFAULT_TAG
         validate_tag(self._tag)
         self._blobs = self.path / "blobs" / "sha256"
@@ -122,6 +137,7 @@ class OciLayoutTarget:
         bid = blob_id(digest)
         existing = self.blob_exists(digest)
         if existing is not None and (bid.size is None or existing == bid.size):
+            touch_blobs(self._blobs, [bid.hex])  # about to be referenced: not garbage
             return PushOutcome.PRESENT
         upload = source if isinstance(source, UploadSource) else UploadSource(source)
         self._ensure_layout()
@@ -130,7 +146,10 @@ class OciLayoutTarget:
         return PushOutcome.UPLOADED
 
     def mount_blob(self, digest: DigestLike, from_repository: str) -> bool:
-        return self.blob_exists(digest) is not None
+        if self.blob_exists(digest) is None:
+            return False
+        touch_blobs(self._blobs, [blob_id(digest).hex])  # about to be referenced: not garbage
+        return True
 
     def _write_blob(self, bid: BlobId, chunks: Iterator[bytes], what: str) -> None:
         """Writes, verifies, fsyncs and renames into place; nothing is left on failure."""
@@ -197,10 +216,24 @@ class OciLayoutTarget:
             descriptor["artifactType"] = artifact_type
         descriptor["annotations"] = {ANNOTATION_REF_NAME: reference}
         with self._locked_index() as index:
+            superseded = [m for m in index.get("manifests", []) if _ref_name(m) == reference and m.get("digest") != digest]
+            self._start_grace(superseded)
             manifests = [m for m in index.get("manifests", []) if _ref_name(m) != reference]
             manifests.append(descriptor)
             index["manifests"] = manifests
+            roots = list(manifests)
+        if superseded:
+            collect_garbage(self._blobs, roots, self.garbage_grace_seconds)
         return digest
+
+    def _start_grace(self, superseded: List[Dict[str, Any]]) -> None:
+        """Touches what the tag named until now: its readers get the whole grace period."""
+        if not superseded:
+            return
+        try:
+            touch_blobs(self._blobs, reachable_blobs(self._blobs, superseded))
+        except UnknownReferencesError:
+            pass  # then garbage collection is skipped too (it walks the same manifests)
 
     def delete_manifest(self, digest: str) -> bool:
         if not is_digest(digest):
