@@ -17,6 +17,7 @@ from oci_cache.errors import (
     NotFoundError,
     ResourceExhaustedError,
 )
+from oci_cache.store import local_store as local_store_module
 from oci_cache.store.local_store import BLOCK_SIZE, LocalStore, disk_bytes
 
 MiB = 1 << 20
@@ -396,6 +397,37 @@ def test_a_wiped_store_starts_a_new_journal(open_store: Callable[..., LocalStore
     reopened = open_store()
     reopened.put_action_result(Digest.of(b"b"), b"r")
     assert [e.action_digest for e in reopened.iter_action_writes_since(old_marker)] == [Digest.of(b"b")]
+
+
+def test_a_large_journal_is_compacted_to_the_actions_the_store_holds(
+    open_store: Callable[..., LocalStore], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local_store_module, "JOURNAL_COMPACT_MIN_BYTES", 4096)
+    journal_path = tmp_path / "store" / "journal" / "actions.log"
+    kept, evicted, rewritten = (Digest.of(b"kept"), Digest.of(b"evicted"), Digest.of(b"rewritten"))
+    store = open_store()
+    for action in (kept, evicted, rewritten):
+        store.put_action_result(action, b"r")
+    for number in range(60):  # an action rewritten often: a long journal of repeats
+        store.put_action_result(rewritten, b"r%d" % number)
+    exported_up_to = store.journal_marker()  # as an exporter that got everything so far
+    store.close()
+    size_before = journal_path.stat().st_size
+    assert size_before > 4096
+    for path in (tmp_path / "store" / "ac").rglob(evicted.hash + "*"):
+        path.unlink()  # as if evicted: it can never be exported
+
+    reopened = open_store()
+    assert journal_path.stat().st_size < size_before // 10
+    # A new journal id: the old marker reads the compacted journal from its beginning.
+    assert [e.action_digest for e in reopened.iter_action_writes_since(exported_up_to)] == [kept, rewritten]
+    assert reopened.get_action_result(rewritten) == b"r59"
+    reopened.put_action_result(evicted, b"back")
+    assert [e.action_digest for e in reopened.iter_action_writes_since(exported_up_to)] == [kept, rewritten, evicted]
+    marker = reopened.journal_marker()
+    reopened.close()
+    again = open_store()  # small now: left as it is
+    assert again.journal_marker() == marker
 
 
 # ---- concurrency ----------------------------------------------------------------------

@@ -120,3 +120,32 @@ def test_another_mode_or_media_type_republishes(tmp_path: Path) -> None:
         assert _digest_at(entry) != digest
     finally:
         store.close()
+
+
+def test_after_the_journal_is_compacted_the_next_export_has_nothing_new(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Compaction gives the journal a new id, so the next export reads every action the
+    store holds again: already in the image, they publish nothing."""
+    monkeypatch.setattr(local_store_module, "JOURNAL_COMPACT_MIN_BYTES", 2048)
+    entry = f"type=local,dest={tmp_path / 'layout'}"
+    store = LocalStore(tmp_path / "store", 1 << 30)
+    try:
+        for seed in range(30):
+            store_action(store, make_action(seed))
+        assert CacheExporter(store, tmp_path / "work", confirm_delay=0).export([parse_cache_to(entry)]).ok
+        digest = _digest_at(entry)
+    finally:
+        store.close()
+    journal = tmp_path / "store" / "journal" / "actions.log"
+    with open(journal, "ab") as log:  # as after many rewrites of evicted actions
+        log.write(("ab" * 32 + " 100\n").encode() * 300)
+    size = journal.stat().st_size
+    store = LocalStore(tmp_path / "store", 1 << 30)
+    try:
+        assert journal.stat().st_size < size
+        report = CacheExporter(store, tmp_path / "work", confirm_delay=0).export([parse_cache_to(entry)]).targets[0]
+        assert report.ok and report.message == UNCHANGED_MESSAGE and report.entries == 30
+        assert _digest_at(entry) == digest
+    finally:
+        store.close()

@@ -39,8 +39,12 @@ is killed right after. The first line names the journal with a random id. A
 (an entry can repeat when an action is written twice), each with the marker just
 past it, so an exporter can persist how far it got. A marker from another
 journal (the store was wiped) or None means "from the beginning". A partial last
-line (a crash mid-append, never acknowledged) is cut off at open. The journal
-only grows; it is about 80 bytes per action-cache write.
+line (a crash mid-append, never acknowledged) is cut off at open. A line is about
+80 bytes per action-cache write; when the journal is over JOURNAL_COMPACT_MIN_BYTES
+and four times what the actions in the store need, it is rewritten at open keeping
+the last line of each action the store still holds (the others can never be exported)
+under a new id, so every marker reads the rewritten journal from its beginning: the
+next export sees every action still held, exported before or not.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Set, Tuple, cast
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple, cast
 
 from oci_cache.digests import EMPTY_DIGEST, Digest
 from oci_cache.errors import (
@@ -244,13 +248,19 @@ class LocalBlobWriter:
         self.abort()
 
 
+JOURNAL_COMPACT_MIN_BYTES = 16 << 20
+"""A journal smaller than this is never compacted (about 200,000 writes)."""
+
+
 class _ActionJournal:
     """The append-only record of action-cache writes (see the module docstring)."""
 
     _MAGIC = b"oci-cache action journal v1 "
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, holds_action: Optional[Callable[[Digest], bool]] = None, held: int = 0) -> None:
         self._path = str(path)
+        if holds_action is not None:
+            self._compact_if_large(holds_action, held)
         self._id, self._header_end, end = self._open_or_create()
         self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND)
         self._write_lock = threading.Lock()
@@ -288,6 +298,43 @@ class _ActionJournal:
         os.rename(temp, self._path)
         _fsync_directory(os.path.dirname(self._path))
         return journal_id, len(header), len(header)
+
+    def _compact_if_large(self, holds_action: Callable[[Digest], bool], held: int) -> None:
+        try:
+            size = os.stat(self._path).st_size
+        except FileNotFoundError:
+            return
+        if size < max(JOURNAL_COMPACT_MIN_BYTES, 4 * 80 * held):
+            return
+        kept: "collections.OrderedDict[Digest, None]" = collections.OrderedDict()
+        with open(self._path, "rb") as f:
+            if not f.readline().startswith(self._MAGIC):
+                return  # not ours: _open_or_create starts a new journal
+            for line in f:
+                parts = line.split()
+                if not line.endswith(b"\n") or len(parts) != 2 or not parts[1].isdigit():
+                    continue
+                name = parts[0].decode("ascii", "replace")
+                if not _HASH_NAME.fullmatch(name):
+                    continue
+                digest = Digest(name, int(parts[1]))
+                if holds_action(digest):
+                    kept.pop(digest, None)
+                    kept[digest] = None  # the last write of each action, in write order
+        header = self._MAGIC + uuid.uuid4().hex.encode("ascii") + b"\n"
+        body = b"".join(f"{digest.hash} {digest.size_bytes}\n".encode("ascii") for digest in kept)
+        temp = self._path + ".new"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            _write_all(fd, header + body)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(temp, self._path)
+        _fsync_directory(os.path.dirname(self._path))
+        logger.info(
+            "action journal: compacted %d bytes to %d (%d actions still held)", size, len(header) + len(body), len(kept)
+        )
 
     def append(self, digest: Digest) -> None:
         """Returns once the line is on disk; concurrent appends share fsyncs."""
@@ -378,7 +425,9 @@ class LocalStore:
             self._create_layout()
             self._clear_temp_files()
             self._rebuild_index()
-            self._journal = _ActionJournal(self.root / "journal" / "actions.log")
+            self._journal = _ActionJournal(
+                self.root / "journal" / "actions.log", self._actions.__contains__, len(self._actions)
+            )
         except BaseException:
             os.close(self._lock_fd)
             raise
