@@ -2,7 +2,8 @@
 
 A *sequence* is one state directory and one cache-to ref (a docker-registry ref or
 an OCI layout), exported with mode=max, so every acknowledged blob and action must
-reach the image. It starts with one clean export (so the ref always names an
+reach the image, or with mode=min, so every acknowledged action with exit code 0 and
+the blobs its result names must (image_checks.acked_for_mode). It starts with one clean export (so the ref always names an
 image), then runs trials. Each trial, seeded by `f"{seed}:{sequence}:{trial}"`:
 
 1. three writer threads (crash_writers.py) write to the running server;
@@ -191,6 +192,7 @@ class CrashSequence:
         self.work = Path(work)
         self.state_dir = self.work / "state"
         self.cache_to = cache_to
+        self.mode = "min" if "mode=min" in cache_to.split(",") else "max"
         self.cache_from = cache_from
         self.probe = probe
         self.ledger = Ledger()
@@ -276,7 +278,7 @@ class CrashSequence:
         self.report.target_leftovers = max(self.report.target_leftovers, self.probe.snapshot()[2])
         exported = load_ref(self.cache_from)
         assert exported is not None
-        lost_blobs, lost_actions = missing_acked(exported, self.ledger)
+        lost_blobs, lost_actions = missing_acked(exported, self.ledger, self.mode)
         self.report.lost = len(lost_blobs) + len(lost_actions)
         assert not lost_blobs and not lost_actions, (
             f"trial {number} ({phase}, {landed}): lost {len(lost_blobs)} acknowledged blobs, "

@@ -17,7 +17,7 @@ import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 from oci_cache.cache_entries import parse_cache_from
 from oci_cache.cache_image import LoadedImage, load_cache_image, open_entry_target
@@ -120,16 +120,34 @@ def _check_complete(entry_text: str, scratch: Path, ledger: Ledger) -> ImageFact
     )
 
 
-def missing_acked(image: LoadedImage, ledger: Ledger) -> Tuple[List[DigestKey], List[DigestKey]]:
-    """(acknowledged blobs not in the image, acknowledged actions not in it or with another result)."""
+def acked_for_mode(ledger: Ledger, mode: str) -> Tuple[List[DigestKey], Dict[DigestKey, bytes]]:
+    """What an image exported with `mode` must hold of the ledger: with mode=max every
+    acknowledged blob and action; with mode=min the actions with exit code 0 and the
+    blobs their results name (outputs, stdout, stderr)."""
+    results = dict(ledger.actions)
+    if mode == "max":
+        return list(ledger.blobs), results
+    kept = {key: result for key, result in results.items() if re_pb2.ActionResult.FromString(result).exit_code == 0}
+    blobs: Set[DigestKey] = set()
+    for result in kept.values():
+        parsed = re_pb2.ActionResult.FromString(result)
+        named = [f.digest for f in parsed.output_files] + [parsed.stdout_digest, parsed.stderr_digest]
+        blobs.update((d.hash, d.size_bytes) for d in named if d.hash and d.size_bytes)
+    return sorted(blobs), kept
+
+
+def missing_acked(image: LoadedImage, ledger: Ledger, mode: str = "max") -> Tuple[List[DigestKey], List[DigestKey]]:
+    """(acknowledged blobs not in the image, acknowledged actions not in it or with another
+    result), of those the image must hold with `mode` (acked_for_mode)."""
     index = image.index
-    blobs = [key for key in list(ledger.blobs) if index.find_blob(Digest(key[0], key[1])) is None]
+    expected_blobs, expected_actions = acked_for_mode(ledger, mode)
+    blobs = [key for key in expected_blobs if index.find_blob(Digest(key[0], key[1])) is None]
     actions: List[DigestKey] = []
-    for key, result in list(ledger.actions.items()):
+    for key, result in expected_actions.items():
         entry = index.find_action(Digest(key[0], key[1]))
         if entry is None or entry.result != Digest.of(result):
             actions.append(key)
     return blobs, actions
 
 
-__all__ = ["ImageFacts", "check_complete", "check_layers", "load_ref", "missing_acked"]
+__all__ = ["ImageFacts", "acked_for_mode", "check_complete", "check_layers", "load_ref", "missing_acked"]
