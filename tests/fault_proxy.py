@@ -218,7 +218,7 @@ class RegistryFaultProxy:
             _read_part_of_body(handler)
             _reset(handler)
             return
-        body = _read_request_body(handler)
+        body = read_request_body(handler)
         if kind == "stall":
             self._record(decision, method, path)
             assert decision.rule is not None
@@ -229,7 +229,7 @@ class RegistryFaultProxy:
             self._record(decision, method, path)
             assert decision.rule is not None
             headers = {"Retry-After": decision.rule.retry_after} if kind == "429" else {}
-            _answer_error(handler, STATUS_FAULTS[kind], headers, method)
+            answer_error(handler, STATUS_FAULTS[kind], headers, method)
             return
         status, headers, data = self._forward(handler, method, path, body)
         if kind in RESPONSE_FAULTS and data and method != "HEAD":
@@ -240,7 +240,7 @@ class RegistryFaultProxy:
             self._record(decision, method, path)
             _reset(handler)
             return
-        _answer(handler, status, headers, data, method)
+        answer(handler, status, headers, data, method)
 
     def _forward(
         self, handler: BaseHTTPRequestHandler, method: str, path: str, body: bytes
@@ -271,7 +271,7 @@ class RegistryFaultProxy:
             position = rng.randrange(len(data))
             altered = bytearray(data)
             altered[position] ^= 1 + rng.randrange(255)  # never 0: the byte always changes
-            _answer(handler, status, headers, bytes(altered), handler.command)
+            answer(handler, status, headers, bytes(altered), handler.command)
             return
         _send_head(handler, status, headers, len(data))
         handler.wfile.write(data[: len(data) // 2])
@@ -312,7 +312,7 @@ def _send_head(handler: BaseHTTPRequestHandler, status: int, headers: List[Tuple
     handler.end_headers()
 
 
-def _answer(
+def answer(
     handler: BaseHTTPRequestHandler, status: int, headers: List[Tuple[str, str]], data: bytes, method: str
 ) -> None:
     if method == "HEAD":
@@ -323,10 +323,10 @@ def _answer(
     handler.wfile.write(data)
 
 
-def _answer_error(handler: BaseHTTPRequestHandler, status: int, headers: Dict[str, str], method: str) -> None:
+def answer_error(handler: BaseHTTPRequestHandler, status: int, headers: Dict[str, str], method: str) -> None:
     payload = json.dumps({"errors": [{"code": "UNAVAILABLE", "message": "injected fault"}]}).encode()
     pairs = list(headers.items()) + [("Content-Type", "application/json")]
-    _answer(handler, status, pairs + [("Content-Length", str(len(payload)))], payload, method)
+    answer(handler, status, pairs + [("Content-Length", str(len(payload)))], payload, method)
 
 
 def _reset(handler: BaseHTTPRequestHandler) -> None:
@@ -345,7 +345,7 @@ def _read_part_of_body(handler: BaseHTTPRequestHandler) -> None:
         handler.rfile.read(length // 2)
 
 
-def _read_request_body(handler: BaseHTTPRequestHandler) -> bytes:
+def read_request_body(handler: BaseHTTPRequestHandler) -> bytes:
     if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
         parts = []
         while True:

@@ -7,14 +7,18 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Set
+from typing import Dict, List, Optional, Set
+
+import pytest
 
 from oci_cache.daemon.daemon_dir import find_daemon_dirs
 from oci_cache.daemon_state import read_daemon_state
 
+PANTS = Path(__file__).resolve().parents[1] / ".venv-pants" / "bin" / "pants"
 PANTS_TIMEOUT_SECONDS = 300
 CACHEABLE_PROCESSES = 15  # examples/basic/README.md
 HDRHISTOGRAM_HINT = "Please run with `--plugins=hdrhistogram`"
@@ -45,6 +49,48 @@ class PantsRun:
     def describe(self) -> str:
         tail = "\n".join(self.output.splitlines()[-40:])
         return f"pants run {self.name!r} exited {self.returncode} after {self.seconds:.1f}s; output tail:\n{tail}"
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skips the test, or fails it when OCI_CACHE_REQUIRE_PANTS is set (as in CI)."""
+    if os.environ.get("OCI_CACHE_REQUIRE_PANTS"):
+        pytest.fail(f"{reason} (OCI_CACHE_REQUIRE_PANTS is set)", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_pants() -> Path:
+    """The Pants 2.17.1 of .venv-pants (scripts/bootstrap.sh --pants), or skip_or_fail."""
+    if not (PANTS.is_file() and os.access(PANTS, os.X_OK)):
+        skip_or_fail(f"Pants 2.17.1 is not installed at {PANTS}; run `scripts/bootstrap.sh --pants`")
+    return PANTS
+
+
+def pants_environment(scratch: Path, path: Optional[str] = None) -> Dict[str, str]:
+    """The environment of a test's Pants run: no PANTS_* options of the caller, and
+    Pants' default caches (~/.cache/pants, under XDG_CACHE_HOME) kept in `scratch`."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PANTS_")}
+    env["NO_SCIE_WARNING"] = "1"
+    env["XDG_CACHE_HOME"] = str(scratch / "xdg-cache")
+    if path is not None:
+        env["PATH"] = path
+    return env
+
+
+def run_pants_command(argv: List[str], buildroot: Path, scratch: Path, name: str, path: Optional[str] = None) -> PantsRun:
+    """Runs one Pants command line in `buildroot`; its output is also kept in scratch/NAME.log."""
+    started = time.monotonic()
+    completed = subprocess.run(
+        argv,
+        cwd=buildroot,
+        env=pants_environment(scratch, path),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=PANTS_TIMEOUT_SECONDS,
+    )
+    output = completed.stdout.decode("utf-8", errors="replace")
+    (scratch / f"{name}.log").write_text(output, encoding="utf-8")
+    return PantsRun(name, completed.returncode, output, time.monotonic() - started)
 
 
 def alive(pid: int) -> bool:

@@ -44,6 +44,7 @@ from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from fault_proxy import RegistryFaultProxy, answer, answer_error, read_request_body
 
 REGISTRY_BINARY = "docker-registry"
 SERVICE = "test-registry"
@@ -519,34 +520,17 @@ class _Fault:
     path_contains: Optional[str]
 
 
-class FaultProxy:
+class FaultProxy(RegistryFaultProxy):
     """An HTTP proxy in front of a plain-HTTP server that answers the next requests with
-    chosen faults (503, 429 + Retry-After, a dropped connection), then passes through.
-    Keeps the Host header, so the registry's upload Locations point at the proxy."""
+    chosen faults (503, 429 + Retry-After, a dropped connection), then passes through:
+    a queue of faults on RegistryFaultProxy's relaying (fault_proxy.py has the seeded,
+    rate-based faults). Keeps the Host header, so the registry's upload Locations point
+    at the proxy."""
 
     def __init__(self, upstream: str) -> None:
-        self.upstream = upstream  # "127.0.0.1:PORT"
-        self.port = free_port()
-        self.host = f"127.0.0.1:{self.port}"
         self.seen: List[Tuple[str, str, int]] = []  # (method, path, status answered)
         self._faults: List[_Fault] = []
-        self._lock = threading.Lock()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _handle(self) -> None:
-                proxy._relay(self)
-
-            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        super().__init__(upstream)
 
     def fail_next(
         self,
@@ -563,10 +547,6 @@ class FaultProxy:
         with self._lock:
             return len(self._faults)
 
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
     def _take_fault(self, method: str, path: str) -> Optional[_Fault]:
         with self._lock:
             for i, fault in enumerate(self._faults):
@@ -576,7 +556,7 @@ class FaultProxy:
 
     def _relay(self, handler: BaseHTTPRequestHandler) -> None:
         method, path = handler.command, handler.path
-        body = _read_request_body(handler)
+        body = read_request_body(handler)
         fault = self._take_fault(method, path)
         if fault is not None:
             with self._lock:
@@ -584,50 +564,13 @@ class FaultProxy:
             if fault.status == 0:
                 handler.close_connection = True
                 handler.connection.shutdown(socket.SHUT_RDWR)
-                return
-            payload = json.dumps({"errors": [{"code": "UNAVAILABLE", "message": "injected fault"}]}).encode()
-            handler.send_response(fault.status)
-            for key, value in fault.headers.items():
-                handler.send_header(key, value)
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(payload)))
-            handler.end_headers()
-            if method != "HEAD":
-                handler.wfile.write(payload)
+            else:
+                answer_error(handler, fault.status, fault.headers, method)
             return
-        upstream_host, upstream_port = self.upstream.rsplit(":", 1)
-        conn = http.client.HTTPConnection(upstream_host, int(upstream_port), timeout=60)
-        headers = {k: v for k, v in handler.headers.items() if k.lower() not in ("transfer-encoding", "connection")}
-        headers["Content-Length"] = str(len(body))
-        conn.request(method, path, body=body if (body or method in ("PUT", "POST", "PATCH")) else None, headers=headers)
-        resp = conn.getresponse()
-        data = resp.read()
-        conn.close()
+        status, headers, data = self._forward(handler, method, path, body)
         with self._lock:
-            self.seen.append((method, path, resp.status))
-        handler.send_response(resp.status)
-        for key, value in resp.getheaders():
-            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
-                handler.send_header(key, value)
-        length = resp.getheader("Content-Length")
-        handler.send_header("Content-Length", length if (method == "HEAD" and length) else str(len(data)))
-        handler.end_headers()
-        if method != "HEAD":
-            handler.wfile.write(data)
-
-
-def _read_request_body(handler: BaseHTTPRequestHandler) -> bytes:
-    if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
-        parts = []
-        while True:
-            size = int(handler.rfile.readline().split(b";")[0].strip() or b"0", 16)
-            if size == 0:
-                handler.rfile.readline()
-                return b"".join(parts)
-            parts.append(handler.rfile.read(size))
-            handler.rfile.readline()
-    length = int(handler.headers.get("Content-Length") or 0)
-    return handler.rfile.read(length) if length else b""
+            self.seen.append((method, path, status))
+        answer(handler, status, headers, data, method)
 
 
 class StaticFileServer:

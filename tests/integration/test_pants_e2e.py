@@ -11,29 +11,17 @@ skipped, unless OCI_CACHE_REQUIRE_PANTS is set (scripts/test.sh sets it), then i
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
 import stat
-import subprocess
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Tuple
 
 import pytest
+from pants_runs import CACHEABLE_PROCESSES, HDRHISTOGRAM_HINT, PantsRun, require_pants, run_pants_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_REPO = REPO_ROOT / "examples" / "basic"
-PANTS = REPO_ROOT / ".venv-pants" / "bin" / "pants"
 GOALS = ["export-codegen", "test", "::"]
-PANTS_TIMEOUT_SECONDS = 300
-# --stats-log suggests installing hdrhistogram from PyPI on every run.
-HDRHISTOGRAM_HINT = "Please run with `--plugins=hdrhistogram`"
-COUNTER_LINE = re.compile(r"^\s+([a-z_]+): (\d+)$", re.M)
-# The remote-cacheable processes of `pants export-codegen test ::` in examples/basic (its
-# README lists them); Pants' own binary lookups are never remote-cached.
-CACHEABLE_PROCESSES = 15
 # --stats-log counters that must stay 0 when every process is served from the cache.
 ZERO_ON_A_FULLY_CACHED_BUILD = (
     "remote_cache_requests_uncached",
@@ -49,49 +37,10 @@ ZERO_ON_A_FULLY_CACHED_BUILD = (
 pytestmark = pytest.mark.pants
 
 
-@dataclass(frozen=True)
-class PantsRun:
-    name: str
-    returncode: int
-    output: str  # stdout and stderr, interleaved
-    counters: Dict[str, int]
-    seconds: float
-    distdir: Path
-
-    def describe(self) -> str:
-        tail = "\n".join(self.output.splitlines()[-60:])
-        return f"pants run {self.name!r} exited {self.returncode} after {self.seconds:.1f}s; output tail:\n{tail}"
-
-
-def pants_executable() -> Path:
-    if PANTS.is_file() and os.access(PANTS, os.X_OK):
-        return PANTS
-    reason = f"Pants 2.17.1 is not installed at {PANTS}; run `scripts/bootstrap.sh --pants`"
-    if os.environ.get("OCI_CACHE_REQUIRE_PANTS"):
-        pytest.fail(f"{reason} (OCI_CACHE_REQUIRE_PANTS is set)", pytrace=False)
-    pytest.skip(reason)
-
-
-def parse_counters(output: str) -> Dict[str, int]:
-    """The `Counters:` block that `--stats-log` prints at the end of a run."""
-    _, marker, counters_text = output.rpartition("Counters:")
-    if not marker:
-        return {}
-    return {name: int(value) for name, value in COUNTER_LINE.findall(counters_text)}
-
-
-def pants_environment(scratch: Path) -> Dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PANTS_")}
-    env["NO_SCIE_WARNING"] = "1"
-    # Pants' default caches (~/.cache/pants) live under XDG_CACHE_HOME: keep them in tmp.
-    env["XDG_CACHE_HOME"] = str(scratch / "xdg-cache")
-    return env
-
-
 @pytest.fixture
 def pants() -> Path:
     """The Pants executable (skips or fails the test before any server is started)."""
-    return pants_executable()
+    return require_pants()
 
 
 def run_pants(pants: Path, buildroot: Path, scratch: Path, name: str, store_address: str, *extra_args: str) -> PantsRun:
@@ -118,26 +67,11 @@ def run_pants(pants: Path, buildroot: Path, scratch: Path, name: str, store_addr
         *GOALS,
     ]
     (run_dir / "sandboxes").mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    completed = subprocess.run(
-        argv,
-        cwd=buildroot,
-        env=pants_environment(scratch),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        timeout=PANTS_TIMEOUT_SECONDS,
-    )
-    output = completed.stdout.decode("utf-8", errors="replace")
-    (scratch / f"{name}.log").write_text(output, encoding="utf-8")
-    return PantsRun(
-        name=name,
-        returncode=completed.returncode,
-        output=output,
-        counters=parse_counters(output),
-        seconds=time.monotonic() - started,
-        distdir=distdir,
-    )
+    return run_pants_command(argv, buildroot, scratch, name)
+
+
+def distdir_of(buildroot: Path, run: PantsRun) -> Path:
+    return buildroot / f"dist-{run.name}"
 
 
 def tree_contents(root: Path) -> Dict[str, Tuple[bytes, bool]]:
@@ -181,8 +115,8 @@ def test_second_build_is_served_entirely_from_the_cache(pants: Path, running_ser
     assert nonzero == {}, report(second)
     assert counter(second, "remote_cache_requests_cached") == CACHEABLE_PROCESSES, report(second)
 
-    first_outputs = tree_contents(first.distdir)
-    second_outputs = tree_contents(second.distdir)
+    first_outputs = tree_contents(distdir_of(buildroot, first))
+    second_outputs = tree_contents(distdir_of(buildroot, second))
     assert len(first_outputs) >= 15, sorted(first_outputs)
     assert len(first_outputs["codegen/gen/big/numbers.txt"][0]) > 4 * 1024 * 1024
     assert first_outputs["codegen/gen/tiny/empty.txt"] == (b"", False)
@@ -197,7 +131,7 @@ def test_second_build_is_served_entirely_from_the_cache(pants: Path, running_ser
     )
 
 
-def test_parse_counters_reads_the_stats_log_block() -> None:
+def test_the_stats_log_counters_are_read() -> None:
     output = (
         "12:00:00.00 [INFO] Wrote dist/codegen\n"
         "12:00:00.01 [INFO] Counters:\n"
@@ -205,5 +139,5 @@ def test_parse_counters_reads_the_stats_log_block() -> None:
         "  remote_cache_requests_cached: 14\n"
         "12:00:00.02 [INFO] Observation histogram summaries:\n"
     )
-    assert parse_counters(output) == {"remote_cache_requests": 15, "remote_cache_requests_cached": 14}
-    assert parse_counters("no stats here") == {}
+    assert PantsRun("x", 0, output, 1.0).counters == {"remote_cache_requests": 15, "remote_cache_requests_cached": 14}
+    assert PantsRun("x", 0, "no stats here", 1.0).counters == {}

@@ -26,7 +26,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Set
@@ -42,12 +41,14 @@ from pants_runs import (
     HDRHISTOGRAM_HINT,
     PANTS_TIMEOUT_SECONDS,
     PantsRun,
+    PANTS,
     UNAVAILABLE_WARNING,
+    require_pants,
+    run_pants_command,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_REPO = REPO_ROOT / "examples" / "basic"
-PANTS = REPO_ROOT / ".venv-pants" / "bin" / "pants"
 SOURCE_ROOT = REPO_ROOT / "src" / "python"
 GOALS = ["export-codegen", "test", "::"]
 pytestmark = pytest.mark.pants
@@ -90,24 +91,7 @@ class PluginRepo:
             *extra_args,
             *goals,
         ]
-        env = {key: value for key, value in os.environ.items() if not key.startswith("PANTS_")}
-        env["NO_SCIE_WARNING"] = "1"
-        env["XDG_CACHE_HOME"] = str(self.scratch / "xdg-cache")
-        if path is not None:
-            env["PATH"] = path
-        started = time.monotonic()
-        completed = subprocess.run(
-            argv,
-            cwd=self.buildroot,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            timeout=PANTS_TIMEOUT_SECONDS,
-        )
-        output = completed.stdout.decode("utf-8", errors="replace")
-        (self.scratch / f"{name}.log").write_text(output, encoding="utf-8")
-        return PantsRun(name, completed.returncode, output, time.monotonic() - started)
+        return run_pants_command(argv, self.buildroot, self.scratch, name, path)
 
     def daemon_pids(self, state_dir: Optional[Path] = None) -> Set[int]:
         return live_daemon_pids(state_dir or self.state_dir)
@@ -133,11 +117,7 @@ def write_plugin_config(path: Path, state_dir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PluginRepo]:
-    if not (PANTS.is_file() and os.access(PANTS, os.X_OK)):
-        reason = f"Pants 2.17.1 is not installed at {PANTS}; run `scripts/bootstrap.sh --pants`"
-        if os.environ.get("OCI_CACHE_REQUIRE_PANTS"):
-            pytest.fail(f"{reason} (OCI_CACHE_REQUIRE_PANTS is set)", pytrace=False)
-        pytest.skip(reason)
+    require_pants()
     base = tmp_path_factory.mktemp("pants-plugin")
     buildroot = base / "repo"
     shutil.copytree(EXAMPLE_REPO, buildroot)

@@ -29,7 +29,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Set
@@ -42,15 +41,17 @@ from pants_runs import (
     live_daemon_pids,
     CACHEABLE_PROCESSES,
     HDRHISTOGRAM_HINT,
-    PANTS_TIMEOUT_SECONDS,
     PantsRun,
+    PANTS,
     UNAVAILABLE_WARNING,
+    require_pants,
+    run_pants_command,
+    skip_or_fail,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_REPO = REPO_ROOT / "examples" / "basic"
 PANTS_VENV = REPO_ROOT / ".venv-pants"
-PANTS = PANTS_VENV / "bin" / "pants"
 WHEELHOUSE = REPO_ROOT / ".cache" / "pants-plugin-wheelhouse"
 PEX_VERSION = "2.1.137"  # Pants 2.17.1's `[pex-cli]` default; scripts/bootstrap.sh builds it
 GOALS = ["export-codegen", "test", "::"]
@@ -102,34 +103,13 @@ class PluginInstall:
             *extra_args,
             *GOALS,
         ]
-        env = {key: value for key, value in os.environ.items() if not key.startswith("PANTS_")}
-        env["NO_SCIE_WARNING"] = "1"
-        env["XDG_CACHE_HOME"] = str(self.scratch / "xdg-cache")
-        started = time.monotonic()
-        completed = subprocess.run(
-            argv,
-            cwd=self.buildroot,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            timeout=PANTS_TIMEOUT_SECONDS,
-        )
-        output = completed.stdout.decode("utf-8", errors="replace")
-        (self.scratch / f"{name}.log").write_text(output, encoding="utf-8")
-        return PantsRun(name, completed.returncode, output, time.monotonic() - started)
+        return run_pants_command(argv, self.buildroot, self.scratch, name)
 
     def daemon_pids(self) -> Set[int]:
         return live_daemon_pids(self.state_dir)
 
     def daemon_log(self) -> str:
         return daemon_logs(self.state_dir)
-
-
-def _skip_or_fail(reason: str) -> None:
-    if os.environ.get("OCI_CACHE_REQUIRE_PANTS"):
-        pytest.fail(f"{reason} (OCI_CACHE_REQUIRE_PANTS is set)", pytrace=False)
-    pytest.skip(reason)
 
 
 def build_wheel(destination: Path, scratch: Path) -> Path:
@@ -183,10 +163,9 @@ def plugin_config(wheel: Path, own_wheels: Path, state_dir: Path) -> str:
 
 @pytest.fixture(scope="module")
 def install(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PluginInstall]:
-    if not (PANTS.is_file() and os.access(PANTS, os.X_OK)):
-        _skip_or_fail(f"Pants 2.17.1 is not installed at {PANTS}; run `scripts/bootstrap.sh --pants`")
+    require_pants()
     if not ((WHEELHOUSE / ".bootstrap-stamp").is_file() and (WHEELHOUSE / "pex.pex").is_file()):
-        _skip_or_fail(f"the plugin wheelhouse {WHEELHOUSE} is missing; run `scripts/bootstrap.sh --pants`")
+        skip_or_fail(f"the plugin wheelhouse {WHEELHOUSE} is missing; run `scripts/bootstrap.sh --pants`")
     base = tmp_path_factory.mktemp("pants-plugin-install")
     buildroot = base / "repo"
     shutil.copytree(EXAMPLE_REPO, buildroot)

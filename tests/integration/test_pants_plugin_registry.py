@@ -8,7 +8,6 @@ tests/registry_fixtures.py; every daemon and the registry are stopped by pid at 
 
 from __future__ import annotations
 
-import os
 import shutil
 import urllib.error
 import urllib.request
@@ -17,12 +16,11 @@ from typing import Iterator, List
 
 import pytest
 
-from pants_runs import alive, kill
+from pants_runs import alive, kill, require_pants
 from registry_fixtures import RegistryServer, start_registry
 from test_pants_plugin import (
     CACHEABLE_PROCESSES,
     EXAMPLE_REPO,
-    PANTS,
     UNAVAILABLE_WARNING,
     PantsRun,
     PluginRepo,
@@ -61,11 +59,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServe
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryPluginRepo]:
-    if not (PANTS.is_file() and os.access(PANTS, os.X_OK)):
-        reason = f"Pants 2.17.1 is not installed at {PANTS}; run `scripts/bootstrap.sh --pants`"
-        if os.environ.get("OCI_CACHE_REQUIRE_PANTS"):
-            pytest.fail(f"{reason} (OCI_CACHE_REQUIRE_PANTS is set)", pytrace=False)
-        pytest.skip(reason)
+    require_pants()
     base = tmp_path_factory.mktemp("pants-plugin-registry")
     buildroot = base / "repo"
     shutil.copytree(EXAMPLE_REPO, buildroot)

@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
 from fault_proxy import API_PATH, BLOB_PATH, FaultPlan, FaultRule, RegistryFaultProxy  # noqa: E402
 from registry_fixtures import RegistryServer, start_registry  # noqa: E402
-from pants_runs import kill  # noqa: E402
-from test_pants_plugin import CACHEABLE_PROCESSES, PANTS, PantsRun  # noqa: E402
+from pants_runs import kill, require_pants  # noqa: E402
+from test_pants_plugin import CACHEABLE_PROCESSES, PantsRun  # noqa: E402
 from test_pants_plugin_registry import RegistryPluginRepo, _report  # noqa: E402
 
 from oci_cache.cache_entries import parse_cache_from  # noqa: E402
@@ -73,11 +73,7 @@ def proxy(registry: RegistryServer) -> Iterator[RegistryFaultProxy]:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryPluginRepo]:
-    if not (PANTS.is_file() and os.access(PANTS, os.X_OK)):
-        reason = f"Pants 2.17.1 is not installed at {PANTS}; run `scripts/bootstrap.sh --pants`"
-        if os.environ.get("OCI_CACHE_REQUIRE_PANTS"):
-            pytest.fail(f"{reason} (OCI_CACHE_REQUIRE_PANTS is set)", pytrace=False)
-        pytest.skip(reason)
+    require_pants()
     from test_pants_plugin import EXAMPLE_REPO
 
     base = tmp_path_factory.mktemp("pants-registry-faults")

@@ -359,33 +359,19 @@ def _serve_under_faults(
 
 
 CI_SERVE_CASES = ["transient-mix", "corrupt-always", "corrupt-image-documents-once"]
-
-
-@pytest.mark.parametrize("name", CI_SERVE_CASES)
-def test_serve_never_serves_a_corrupt_byte(
-    name: str,
-    registry_plain: RegistryServer,  # noqa: F811
-    proxy: RegistryFaultProxy,
-    unique_repo: str,  # noqa: F811
-    tmp_path: Path,
-    docker_config: Path,
-    state_dirs: Tuple[Path, Path],
-    entries: Tuple[List[Entry], List[Entry]],
-) -> None:
-    _serve_under_faults(name, 1, registry_plain, proxy, unique_repo, tmp_path, docker_config, state_dirs, entries)
-
-
-SLOW_SERVE_CASES = [
-    (name, seed)
-    for name in SERVE_CASES
-    for seed in (1, 2, 3)
-    if not (name in CI_SERVE_CASES and seed == 1)
+SERVE_PARAMS = [
+    *(pytest.param(name, 1, id=name) for name in CI_SERVE_CASES),
+    *(
+        pytest.param(name, seed, id=f"{name}-seed{seed}", marks=pytest.mark.slow)
+        for name in SERVE_CASES
+        for seed in (1, 2, 3)
+        if not (name in CI_SERVE_CASES and seed == 1)
+    ),
 ]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name,seed", SLOW_SERVE_CASES)
-def test_serve_never_serves_a_corrupt_byte_more_seeds(
+@pytest.mark.parametrize("name,seed", SERVE_PARAMS)
+def test_serve_never_serves_a_corrupt_byte(
     name: str,
     seed: int,
     registry_plain: RegistryServer,  # noqa: F811
@@ -396,4 +382,5 @@ def test_serve_never_serves_a_corrupt_byte_more_seeds(
     state_dirs: Tuple[Path, Path],
     entries: Tuple[List[Entry], List[Entry]],
 ) -> None:
+    """CI runs CI_SERVE_CASES with seed 1; the long run (-m slow) every case with seeds 1-3."""
     _serve_under_faults(name, seed, registry_plain, proxy, unique_repo, tmp_path, docker_config, state_dirs, entries)
