@@ -70,6 +70,7 @@ from oci_cache.cache_image.importing_blob_store import ImportingBlobStore
 from oci_cache.cache_image.layer_packer import DEFAULT_MAX_LAYER_BYTES, BlobSourceResolver, LayerPacker
 from oci_cache.cache_image.loaded_image import LoadedImage, load_cache_image, manifest_reference
 from oci_cache.cache_image.pruning import PruneOutcome, prune_by_bytes, prune_by_duration
+from oci_cache.cache_image.settled_images import SettledImage, SettledKey, nothing_to_publish, settled_from_plan
 from oci_cache.cache_image.unchanged_export import last_used_granularity, plan_matches_image
 from oci_cache.cache_image.usage_log import UsageLog
 from oci_cache.cache_image.work_dirs import remove_stale_work_dirs, work_dir_name
@@ -139,6 +140,8 @@ class CacheExporter:
         self._max_attempts = max_attempts
         self._markers = ExportMarkers(self.work_dir) if store is not None else None
         self._lock = threading.Lock()
+        self._settled: Dict[SettledKey, SettledImage] = {}
+        """Images the full path last found needing nothing, per entry (settled_images.py)."""
         self._targets: Dict[str, ImageTarget] = {}
         """Targets opened by export_entry, kept for the next export of the same entry (its
         connections, scheme probe and registry token stay warm); dropped after a failure."""
@@ -177,6 +180,7 @@ class CacheExporter:
                     self._forget_target(text)
                 return report
             except Exception as error:  # noqa: BLE001 - reported, never raised
+                self._settled.pop(job_key(entry, keep_duration, keep_bytes), None)
                 if kept:
                     self._forget_target(text)
                 if not isinstance(error, CacheError):
@@ -205,6 +209,10 @@ class CacheExporter:
         if self.store is None or self._markers is None:
             return 0
         return pending_entries(self.store, self._markers, entry.to_text())
+
+
+def job_key(entry: CacheTo, keep_duration: Optional[float], keep_bytes: Optional[int]) -> SettledKey:
+    return (entry.to_text(), keep_duration, keep_bytes)
 
 
 class _Retry(Exception):
@@ -238,6 +246,7 @@ class _EntryExport:
         self.pruned = PruneOutcome()
         self.left_out = 0
         self.prune_only = exporter.store is None
+        self.key = job_key(entry, keep_duration, keep_bytes)
 
     def run(self) -> ExportTargetReport:
         started = time.monotonic()
@@ -251,8 +260,10 @@ class _EntryExport:
                 fetcher=self.exporter.fetcher,
                 now=int(self.exporter._clock()),
             )
-            published: Optional[_Published] = None
+            published = self._settled_and_unchanged(collected)
             for attempt in range(1, self.exporter._max_attempts + 1):
+                if published is not None:
+                    break
                 try:
                     published = self._attempt(collected)
                     break
@@ -316,8 +327,10 @@ class _EntryExport:
             return _Published(base.digest, counts[0], counts[1], counts[2], "nothing to prune; the image is unchanged")
         if self._unchanged(plan, base, rewritten):
             assert base is not None
+            self.exporter._settled[self.key] = settled_from_plan(base.digest, plan)
             counts = (len(plan.actions), len(plan.blobs), len(plan.layer_order))
             return _Published(base.digest, counts[0], counts[1], counts[2], UNCHANGED_MESSAGE)
+        self.exporter._settled.pop(self.key, None)
         self._ensure_layers_present(plan)
         media_type, manifest, counts = self._publish_parts(plan, now)
         expected = base_manifest.digest if base_manifest is not None else None
@@ -331,6 +344,21 @@ class _EntryExport:
         self._confirm(digest, ours, window)
         message = self._message(base, counts)
         return _Published(digest, counts[0], counts[1], counts[2], message)
+
+    def _settled_and_unchanged(self, collected: Collected) -> Optional[_Published]:
+        """The quick "unchanged" (settled_images.py), or None: take the full path."""
+        settled = self.exporter._settled.get(self.key)
+        if settled is None or self.prune_only:
+            return None
+        manifest = self.target.get_manifest(self.reference)
+        if manifest is None or manifest.digest != settled.digest:
+            return None
+        base = self._load_base(manifest)
+        now = int(self.exporter._clock())
+        if base is None or not nothing_to_publish(settled, base, collected, self.entry, self.keep_duration, now):
+            return None
+        index = base.index
+        return _Published(base.digest, index.action_count, index.blob_count, len(base.layers), UNCHANGED_MESSAGE)
 
     def _unchanged(self, plan: ImagePlan, base: Optional[LoadedImage], rewritten: int) -> bool:
         """Whether the image at the ref already is what this export would write (but for

@@ -31,7 +31,7 @@ def last_used_granularity(keep_duration: Optional[float]) -> float:
 def plan_matches_image(plan: ImagePlan, base: LoadedImage, entry: CacheTo, granularity: float) -> bool:
     """True when publishing `plan` would only refresh last_used times of `base` by
     less than `granularity` seconds (same entries, layers, flags and format)."""
-    if not _same_format(base, entry):
+    if not same_format(base, entry):
         return False
     layer_digests = [descriptor.digest for descriptor in base.layers]
     if plan.layer_order != layer_digests or any(record.pending for record in plan.blobs.values()):
@@ -69,7 +69,8 @@ def _stale(stored: int, planned: int, granularity: float) -> bool:
     return not stored or planned - stored >= granularity
 
 
-def _same_format(base: LoadedImage, entry: CacheTo) -> bool:
+def same_format(base: LoadedImage, entry: CacheTo) -> bool:
+    """Whether `base` was written with the entry's mode, compression and media types."""
     return (
         base.config.mode == entry.mode
         and base.config.compression == entry.compression
@@ -78,4 +79,4 @@ def _same_format(base: LoadedImage, entry: CacheTo) -> bool:
     )
 
 
-__all__ = ["LAST_USED_REFRESH_SECONDS", "last_used_granularity", "plan_matches_image"]
+__all__ = ["LAST_USED_REFRESH_SECONDS", "last_used_granularity", "plan_matches_image", "same_format"]

@@ -231,6 +231,10 @@ def _check_unique(sorted_hashes: List[str], what: str) -> None:
         raise ValueError(f"{what} {duplicate} is listed twice in the index")
 
 
+_ROWS_PER_BLOCK = 16384
+"""Rows converted at a time by EntryIndex.iter_blobs/iter_actions (bounds their memory)."""
+
+
 class _HashColumn:
     """A sequence view of a column of 32-byte hashes (for bisect)."""
 
@@ -248,6 +252,11 @@ class _HashColumn:
     def hex(self, index: int) -> str:
         start = index * 32
         return self._data[start : start + 32].hex()
+
+    def hex_block(self, start: int, end: int) -> List[str]:
+        """The hex of rows start..end-1, from one conversion of the block."""
+        text = self._data[start * 32 : end * 32].hex()
+        return [text[offset : offset + 64] for offset in range(0, len(text), 64)]
 
     def is_strictly_increasing(self) -> bool:
         data = self._data
@@ -305,13 +314,52 @@ class EntryIndex:
         return self._action_at(index)
 
     def iter_blobs(self) -> Iterator[BlobEntry]:
-        """Every blob entry, in hash order."""
-        for index in range(self.blob_count):
-            yield self._blob_at(index)
+        """Every blob entry, in hash order (read a block of rows at a time: converting
+        whole column slices is several times faster than one row at a time)."""
+        layer_sizes = [layer.size_bytes for layer in self.layers]
+        for start in range(0, self.blob_count, _ROWS_PER_BLOCK):
+            end = min(start + _ROWS_PER_BLOCK, self.blob_count)
+            rows = zip(
+                self._blob_hashes.hex_block(start, end),
+                self._blob_sizes[start:end].tolist(),
+                self._blob_layers[start:end].tolist(),
+                self._blob_offsets[start:end].tolist(),
+                self._blob_lengths[start:end].tolist(),
+                self._blob_tar_offsets[start:end].tolist(),
+                self._blob_flags[start:end].tolist(),
+                self._blob_last_used[start:end].tolist(),
+            )
+            for hash_hex, size, layer, offset, length, tar_offset, flags, last_used in rows:
+                digest = Digest(hash_hex, size)
+                if layer >= len(layer_sizes) or offset + length > layer_sizes[layer]:
+                    raise ImageFormatError(f"index entry of blob {digest} points outside its layer")
+                yield BlobEntry(
+                    digest, layer, offset, length, tar_offset, bool(flags & FLAG_MIN_ELIGIBLE), last_used
+                )
 
     def iter_actions(self) -> Iterator[ActionEntry]:
-        for index in range(self.action_count):
-            yield self._action_at(index)
+        """Every action entry, in hash order (a block of rows at a time)."""
+        for start in range(0, self.action_count, _ROWS_PER_BLOCK):
+            end = min(start + _ROWS_PER_BLOCK, self.action_count)
+            rows = zip(
+                self._action_hashes.hex_block(start, end),
+                self._action_sizes[start:end].tolist(),
+                self._result_hashes.hex_block(start, end),
+                self._result_sizes[start:end].tolist(),
+                self._exit_codes[start:end].tolist(),
+                self._created[start:end].tolist(),
+                self._action_last_used[start:end].tolist(),
+                self._action_flags[start:end].tolist(),
+            )
+            for action_hex, action_size, result_hex, result_size, exit_code, created, last_used, flags in rows:
+                yield ActionEntry(
+                    Digest(action_hex, action_size),
+                    Digest(result_hex, result_size),
+                    exit_code,
+                    created,
+                    last_used,
+                    bool(flags & FLAG_MIN_ELIGIBLE),
+                )
 
     def total_blob_bytes(self) -> int:
         return sum(self._blob_sizes)
