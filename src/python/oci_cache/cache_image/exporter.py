@@ -77,6 +77,7 @@ from oci_cache.cache_image.work_dirs import remove_stale_work_dirs, work_dir_nam
 from oci_cache.digests import Digest
 from oci_cache.errors import CacheError
 from oci_cache.export_report import ExportReport, ExportTargetReport
+from oci_cache.gc_pause import cyclic_gc_paused
 from oci_cache.image_format import (
     ActionEntry,
     CacheConfig,
@@ -317,7 +318,8 @@ class _EntryExport:
         if self.prune_only and base is None:
             raise ExportError(f"{self.target.describe()}: no cache image at {self.reference} to prune")
         now = int(self.exporter._clock())
-        plan = self._merge(base, collected, now)
+        with cyclic_gc_paused():  # a large image's plan: many objects, all kept
+            plan = self._merge(base, collected, now)
         self._prune(plan, now)
         self._pack_pending(plan, collected)
         rewritten = self._compact(plan, collected)
@@ -325,14 +327,17 @@ class _EntryExport:
         if self.prune_only and base is not None and not rewritten and not self.pruned.changed:
             counts = (len(plan.actions), len(plan.blobs), len(plan.layer_order))
             return _Published(base.digest, counts[0], counts[1], counts[2], "nothing to prune; the image is unchanged")
-        if self._unchanged(plan, base, rewritten):
+        with cyclic_gc_paused():
+            unchanged = self._unchanged(plan, base, rewritten)
+        if unchanged:
             assert base is not None
             self.exporter._settled[self.key] = settled_from_plan(base.digest, plan)
             counts = (len(plan.actions), len(plan.blobs), len(plan.layer_order))
             return _Published(base.digest, counts[0], counts[1], counts[2], UNCHANGED_MESSAGE)
         self.exporter._settled.pop(self.key, None)
         self._ensure_layers_present(plan)
-        media_type, manifest, counts = self._publish_parts(plan, now)
+        with cyclic_gc_paused():
+            media_type, manifest, counts = self._publish_parts(plan, now)
         expected = base_manifest.digest if base_manifest is not None else None
         check_started = time.monotonic()
         current = self.target.head_manifest(self.reference)
