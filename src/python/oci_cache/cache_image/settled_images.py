@@ -31,6 +31,7 @@ from oci_cache.cache_image.image_plan import ImagePlan
 from oci_cache.cache_image.loaded_image import LoadedImage
 from oci_cache.cache_image.unchanged_export import last_used_granularity, same_format
 from oci_cache.errors import CacheError
+from oci_cache.image_format.entry_index import EntryIndex
 
 SettledKey = Tuple[str, Optional[float], Optional[int]]
 """(entry text, keep-duration, keep-bytes): what an export's outcome depends on."""
@@ -57,26 +58,17 @@ def nothing_to_publish(
     now: int,
 ) -> bool:
     """True when the full export path would leave `base` (the settled image) as it is."""
-    try:
-        return _nothing_new(settled, base, collected, entry, keep_duration, now)
-    except CacheError:  # an entry the full path would refuse too: let it say so
-        return False
-
-
-def _nothing_new(
-    settled: SettledImage,
-    base: LoadedImage,
-    collected: Collected,
-    entry: CacheTo,
-    keep_duration: Optional[float],
-    now: int,
-) -> bool:
     if base.digest != settled.digest or not same_format(base, entry):
         return False
     if keep_duration is not None and settled.oldest_last_used < now - keep_duration:
         return False  # pruning is due
-    granularity = last_used_granularity(keep_duration)
-    index = base.index
+    try:
+        return _all_in_index_and_fresh(base.index, collected, last_used_granularity(keep_duration))
+    except CacheError:  # an entry the full path would refuse too: let it say so
+        return False
+
+
+def _all_in_index_and_fresh(index: EntryIndex, collected: Collected, granularity: float) -> bool:
     for item in collected.actions:
         min_eligible = item.exit_code == 0
         stored = index.find_action(item.action)
