@@ -10,10 +10,12 @@ import dataclasses
 import os
 import re
 import signal
+import socket
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, List
 
 import grpc
 import pytest
@@ -136,3 +138,48 @@ def test_a_cache_from_that_cannot_be_imported_is_a_warning_in_the_summary(
     assert f"; cache-from {unreachable} FAILED to import: " in line
     assert "(no hits from it)" in line
     assert empty_layout not in line
+
+
+class SilentRegistry:
+    """Accepts connections on 127.0.0.1 and never answers: a registry that stalls."""
+
+    def __init__(self) -> None:
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self.host = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        self._held: List[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            self._held.append(connection)
+
+    def close(self) -> None:
+        self._listener.close()
+        for connection in self._held:
+            connection.close()
+
+
+def test_a_wait_export_to_a_stalled_registry_ends_the_run_at_the_wait_limit(
+    settings: DaemonSettings, tmp_path: Path
+) -> None:
+    registry = SilentRegistry()
+    settings = dataclasses.replace(settings, cache_to=(f"type=registry,ref={registry.host}/team/app:cache",))
+    handle = ensure_daemon(settings)
+    try:
+        one_hit_and_one_miss(handle)
+        started = time.monotonic()
+        line, ok = finish_run(RunStart(handle), "wait", terminal=False, wait_limit=1.5)
+        waited = time.monotonic() - started
+        assert not ok and 1.5 <= waited < 10, (waited, line)
+        assert re.search(r"; the export is still running after \d+s \(`export_wait_limit`\); the daemon finishes it", line), line
+        assert re.match(r"oci-cache: 1 hit, 1 miss, ", line), line
+        assert handle.client().status().uptime_seconds > 0  # the daemon goes on, exporting
+    finally:
+        os.kill(handle.pid, signal.SIGKILL)  # its exports would stall for the read timeout
+        registry.close()

@@ -13,7 +13,7 @@ import pytest
 
 from oci_cache.daemon.control_client import DaemonStatus, ExportResult, ExportTargetResult
 from pants_oci_cache.daemon_python import NoDaemonPython, daemon_python, oci_cache_source_root
-from pants_oci_cache.finish import export_with_progress
+from pants_oci_cache.finish import DEFAULT_WAIT_LIMIT_SECONDS, export_with_progress, wait_limit_seconds
 from pants_oci_cache.summary import RunCounters, describe_export, format_size, summary_line
 
 REPO_SOURCE_ROOT = str(Path(__file__).resolve().parents[2] / "src" / "python")
@@ -134,6 +134,26 @@ def test_progress_lines_while_a_long_export_runs_on_a_terminal() -> None:
     export_with_progress(client, background=False, terminal=False, report=lines.append, after=0.1, interval=0.1)  # type: ignore[arg-type]
     export_with_progress(client, background=True, terminal=True, report=lines.append, after=0.1, interval=0.1)  # type: ignore[arg-type]
     assert lines == [] and client.calls == [False, False, True]
+
+
+def test_a_wait_export_is_waited_for_at_most_the_limit() -> None:
+    lines: List[str] = []
+    client = SlowExportClient(2.0)
+    started = time.monotonic()
+    result = export_with_progress(  # type: ignore[arg-type]
+        client, background=False, terminal=True, report=lines.append, after=0.1, interval=0.1, limit=0.5
+    )
+    waited = time.monotonic() - started
+    assert result is None and 0.5 <= waited < 1.5, waited
+    assert 3 <= len(lines) <= 6  # progress went on until the limit
+    quick = SlowExportClient(0.1)
+    assert export_with_progress(quick, background=False, terminal=False, limit=5.0) is not None  # type: ignore[arg-type]
+
+
+def test_the_wait_limit_option_is_a_duration_and_0_means_none() -> None:
+    assert wait_limit_seconds("15m") == 900.0 and wait_limit_seconds("90s") == 90.0
+    assert wait_limit_seconds("0") is None
+    assert wait_limit_seconds("soon") == DEFAULT_WAIT_LIMIT_SECONDS  # warned, not fatal
 
 
 NO_DAEMON_DEPENDENCIES = """

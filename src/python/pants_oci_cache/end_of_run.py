@@ -5,8 +5,8 @@ start of every run and calls it with `finished=True` once the run's work, the
 uploads to the cache included, is done. The callback talks to the daemon over its
 JSON control endpoint (standard library only, about a millisecond a call):
 
-- `wait`: asks for an export and waits for it (on a terminal, a progress line every
-  few seconds while it waits);
+- `wait`: asks for an export and waits for it, at most `export_wait_limit` (on a
+  terminal, a progress line every few seconds while it waits);
 - `background`: asks for an export and returns at once (the daemon finishes it);
 - `off`: no export.
 
@@ -29,7 +29,7 @@ from pants.engine.unions import UnionRule
 from pants.option.global_options import GlobalOptions
 
 from pants_oci_cache import run_state
-from pants_oci_cache.finish import finish_run
+from pants_oci_cache.finish import DEFAULT_WAIT_LIMIT_SECONDS, finish_run, wait_limit_seconds
 from pants_oci_cache.subsystem import ExportOnFinish, OciCacheSubsystem
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,8 @@ class OciCacheCallbackFactoryRequest:
 class EndOfRunSettings:
     export_on_finish: ExportOnFinish
     remote_cache_on: bool
+    export_wait_limit: Optional[float] = DEFAULT_WAIT_LIMIT_SECONDS
+    """Seconds; None: no limit."""
 
 
 @rule
@@ -52,6 +54,7 @@ async def oci_cache_callback_factory(
     settings = EndOfRunSettings(
         export_on_finish=subsystem.export_on_finish,
         remote_cache_on=bool(global_options.remote_cache_read or global_options.remote_cache_write),
+        export_wait_limit=wait_limit_seconds(subsystem.export_wait_limit),
     )
     return WorkunitsCallbackFactory(lambda: callback_for_this_run(settings))
 
@@ -66,13 +69,19 @@ def callback_for_this_run(settings: EndOfRunSettings) -> Optional[WorkunitsCallb
         return None
     if start is None:  # remote_auth said UNAVAILABLE (and warned)
         return None
-    return EndOfRunCallback(start, settings.export_on_finish)
+    return EndOfRunCallback(start, settings.export_on_finish, settings.export_wait_limit)
 
 
 class EndOfRunCallback(WorkunitsCallback):
-    def __init__(self, start: run_state.RunStart, export_on_finish: ExportOnFinish) -> None:
+    def __init__(
+        self,
+        start: run_state.RunStart,
+        export_on_finish: ExportOnFinish,
+        export_wait_limit: Optional[float] = DEFAULT_WAIT_LIMIT_SECONDS,
+    ) -> None:
         self._start = start
         self._export_on_finish = export_on_finish
+        self._export_wait_limit = export_wait_limit
 
     @property
     def can_finish_async(self) -> bool:
@@ -89,7 +98,7 @@ class EndOfRunCallback(WorkunitsCallback):
         if not finished:
             return
         try:
-            line, ok = finish_run(self._start, self._export_on_finish.value)
+            line, ok = finish_run(self._start, self._export_on_finish.value, wait_limit=self._export_wait_limit)
         except Exception as error:  # noqa: BLE001 - the cache must never fail the build
             line, ok = f"oci-cache: the end-of-run export failed: {type(error).__name__}: {error}", False
         if ok:

@@ -15,6 +15,7 @@ import time
 from typing import Any, Callable, List, Optional, Tuple
 
 from oci_cache.daemon.control_client import ControlClient, ControlError, ExportResult
+from oci_cache.sizes import parse_duration
 from pants_oci_cache.run_state import RunStart
 from pants_oci_cache.summary import RunCounters, describe_export, summary_line
 
@@ -23,11 +24,27 @@ logger = logging.getLogger(__name__)
 MODES = ("wait", "background", "off")
 PROGRESS_AFTER_SECONDS = 2.0
 PROGRESS_INTERVAL_SECONDS = 5.0
+DEFAULT_WAIT_LIMIT_SECONDS = 15 * 60.0
+"""`[oci-cache] export_wait_limit`'s default (15m)."""
 
 
-def finish_run(start: RunStart, mode: str, terminal: Optional[bool] = None) -> Tuple[str, bool]:
+def wait_limit_seconds(text: str) -> Optional[float]:
+    """`[oci-cache] export_wait_limit` in seconds (None for 0: no limit); a bad value warns
+    and falls back to the default, since the cache must never fail the build."""
+    try:
+        seconds = parse_duration(text)
+    except ValueError as error:
+        logger.warning("[oci-cache] export_wait_limit: %s; using 15m", error)
+        return DEFAULT_WAIT_LIMIT_SECONDS
+    return seconds if seconds > 0 else None
+
+
+def finish_run(
+    start: RunStart, mode: str, terminal: Optional[bool] = None, wait_limit: Optional[float] = None
+) -> Tuple[str, bool]:
     """(summary line, whether all went well). `terminal` (default: whether stderr is one)
-    turns on progress lines while a `wait` export takes long."""
+    turns on progress lines while a `wait` export takes long; `wait_limit` (seconds, None:
+    no limit) is how long a `wait` export is waited for before the run ends without it."""
     if mode not in MODES:
         raise ValueError(f"export_on_finish must be one of {', '.join(MODES)}, not {mode!r}")
     client = start.handle.client()
@@ -37,11 +54,20 @@ def finish_run(start: RunStart, mode: str, terminal: Optional[bool] = None) -> T
     else:
         try:
             result = export_with_progress(
-                client, background=mode == "background", terminal=_stderr_is_terminal() if terminal is None else terminal
+                client,
+                background=mode == "background",
+                terminal=_stderr_is_terminal() if terminal is None else terminal,
+                limit=wait_limit,
             )
         except ControlError as error:
             return f"oci-cache: the export failed, the daemon did not answer ({error})", False
-        export_text, ok = describe_export(result, time.monotonic() - began), result.ok
+        if result is None:
+            export_text, ok = (
+                f"the export is still running after {time.monotonic() - began:.0f}s (`export_wait_limit`); "
+                "the daemon finishes it (`oci-cache status` shows when)"
+            ), False
+        else:
+            export_text, ok = describe_export(result, time.monotonic() - began), result.ok
     try:
         end = client.status()
     except ControlError as error:
@@ -61,19 +87,31 @@ def export_with_progress(
     report: Callable[[str], None] = logger.info,
     after: float = PROGRESS_AFTER_SECONDS,
     interval: float = PROGRESS_INTERVAL_SECONDS,
-) -> ExportResult:
+    limit: Optional[float] = None,
+) -> Optional[ExportResult]:
     """The export; with `terminal`, a progress line (`report`) after `after` seconds and
-    every `interval` seconds while it runs (log lines, which Pants' console shows cleanly)."""
-    if background or not terminal:
-        return client.export(background=background)
+    every `interval` seconds while it runs (log lines, which Pants' console shows cleanly).
+    None when it is still running after `limit` seconds: the daemon goes on with it (an
+    export asked for is not cancelled when its caller stops waiting)."""
+    if background:
+        return client.export(background=True)
     outcome: List[Any] = []
     worker = threading.Thread(target=lambda: outcome.append(_capture(client.export)), daemon=True)
     began = time.monotonic()
+    deadline = began + limit if limit is not None else None
+    next_report = began + after if terminal else None
     worker.start()
-    worker.join(after)
-    while worker.is_alive():
-        report(f"oci-cache: exporting ... {time.monotonic() - began:.0f}s")
-        worker.join(interval)
+    while True:
+        wakeups = [moment for moment in (deadline, next_report) if moment is not None]
+        worker.join(max(0.0, min(wakeups) - time.monotonic()) if wakeups else None)
+        if not worker.is_alive():
+            break
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            return None
+        if next_report is not None and now >= next_report:
+            report(f"oci-cache: exporting ... {now - began:.0f}s")
+            next_report = now + interval
     result = outcome[0]
     if isinstance(result, BaseException):
         raise result
@@ -94,4 +132,4 @@ def _stderr_is_terminal() -> bool:
         return False
 
 
-__all__: List[str] = ["MODES", "export_with_progress", "finish_run"]
+__all__: List[str] = ["DEFAULT_WAIT_LIMIT_SECONDS", "MODES", "export_with_progress", "finish_run", "wait_limit_seconds"]

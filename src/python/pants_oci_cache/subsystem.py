@@ -67,6 +67,14 @@ class OciCacheSubsystem(Subsystem):
             "otherwise the interpreter of the `oci-cache` command on the PATH."
         ),
     )
+    export_wait_limit = StrOption(
+        default="15m",
+        help=(
+            "With `export_on_finish = \"wait\"`: how long the end of a run waits for the export "
+            "(e.g. 15m, 90s; 0: no limit). After that the run ends with a warning and the daemon "
+            "finishes the export on its own, so a registry that stalls never holds a build for long."
+        ),
+    )
     export_on_finish = EnumOption(
         default=ExportOnFinish.wait,
         help=(
