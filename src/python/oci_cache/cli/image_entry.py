@@ -13,6 +13,7 @@ needs a tag (it moves it); `inspect` also takes `HOST/REPO@sha256:…`.
 
 from __future__ import annotations
 
+import argparse
 import csv
 from dataclasses import dataclass, field, replace
 from typing import FrozenSet, List, Optional, Union
@@ -22,6 +23,19 @@ from oci_cache.cache_image.entry_targets import open_entry_target
 from oci_cache.image_format.compression import Compression
 from oci_cache.oci.http_retry import RetryPolicy
 from oci_cache.oci.target import ImageTarget
+
+
+ENTRY_FORMS = "HOST/REPO:TAG, type=registry,ref=HOST/REPO:TAG[,insecure=true] or type=local,src=DIR[,tag=TAG]"
+
+
+def add_image_arguments(parser: argparse.ArgumentParser, entry_help: str = ENTRY_FORMS) -> None:
+    """The ENTRY argument and --docker-config, shared by `inspect` and `prune`."""
+    parser.add_argument("entry", metavar="ENTRY", help=entry_help)
+    parser.add_argument(
+        "--docker-config",
+        metavar="DIR",
+        help="the Docker config directory for credentials (default $DOCKER_CONFIG or ~/.docker)",
+    )
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from oci_cache.cache_image.errors import (
     NotACacheImageError,
 )
 from oci_cache.cache_image.loaded_image import load_cache_image
-from oci_cache.cli.image_entry import parse_image_entry
+from oci_cache.cli.image_entry import add_image_arguments, parse_image_entry
 from oci_cache.cli.image_summary import format_summary, summarize, summary_json
 from oci_cache.cli.command_logging import quiet_library_info
 from oci_cache.cli.progress import Progress
@@ -44,18 +44,9 @@ READ_RETRY = RetryPolicy(max_attempts=3, initial_delay=0.2, max_delay=2.0, total
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "entry",
-        metavar="ENTRY",
-        help="HOST/REPO:TAG, type=registry,ref=HOST/REPO:TAG[,insecure=true] or type=local,src=DIR[,tag=TAG]",
-    )
+    add_image_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON document (stable keys) instead of text")
     parser.add_argument("--all-layers", action="store_true", help="list every layer in the text output")
-    parser.add_argument(
-        "--docker-config",
-        metavar="DIR",
-        help="the Docker config directory for credentials (default $DOCKER_CONFIG or ~/.docker)",
-    )
 
 
 def run(args: argparse.Namespace) -> int:

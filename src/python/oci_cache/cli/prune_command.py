@@ -26,7 +26,7 @@ from oci_cache.cache_entries import CacheEntryError, redact
 from oci_cache.cache_image.errors import CacheImageNotFoundError
 from oci_cache.cache_image.exporter import prune_cache_image
 from oci_cache.cache_image.loaded_image import load_cache_image
-from oci_cache.cli.image_entry import parse_image_entry
+from oci_cache.cli.image_entry import add_image_arguments, parse_image_entry
 from oci_cache.cli.command_logging import quiet_library_info
 from oci_cache.cli.progress import Progress
 from oci_cache.cli.prune_diff import diff_images, diff_json, diff_lines
@@ -38,21 +38,12 @@ HELP = "rewrite a cache image under --keep-duration / --keep-bytes and move its 
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "entry",
-        metavar="ENTRY",
-        help="HOST/REPO:TAG, type=registry,ref=HOST/REPO:TAG[,…] or type=local,src=DIR[,tag=TAG]",
-    )
+    add_image_arguments(parser, "HOST/REPO:TAG, type=registry,ref=HOST/REPO:TAG[,…] or type=local,src=DIR[,tag=TAG]")
     parser.add_argument("--keep-duration", metavar="D", help="drop entries not used for this long, e.g. 168h or 7d")
     parser.add_argument(
         "--keep-bytes", metavar="B", help="keep the image under this size, least recently used dropped first, e.g. 10GB"
     )
     parser.add_argument("--json", action="store_true", help="print the result as one JSON document")
-    parser.add_argument(
-        "--docker-config",
-        metavar="DIR",
-        help="the Docker config directory for credentials (default $DOCKER_CONFIG or ~/.docker)",
-    )
 
 
 def run(args: argparse.Namespace) -> int:
