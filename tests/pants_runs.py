@@ -18,7 +18,9 @@ import pytest
 from oci_cache.daemon.daemon_dir import find_daemon_dirs
 from oci_cache.daemon_state import read_daemon_state
 
-PANTS = Path(__file__).resolve().parents[1] / ".venv-pants" / "bin" / "pants"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PANTS = REPO_ROOT / ".venv-pants" / "bin" / "pants"
+EXAMPLE_REPO = REPO_ROOT / "examples" / "basic"  # built by every real-Pants test
 PANTS_TIMEOUT_SECONDS = 300
 CACHEABLE_PROCESSES = 15  # examples/basic/README.md
 HDRHISTOGRAM_HINT = "Please run with `--plugins=hdrhistogram`"

@@ -17,10 +17,15 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import pytest
-from pants_runs import CACHEABLE_PROCESSES, HDRHISTOGRAM_HINT, PantsRun, require_pants, run_pants_command
+from pants_runs import (
+    CACHEABLE_PROCESSES,
+    EXAMPLE_REPO,
+    HDRHISTOGRAM_HINT,
+    PantsRun,
+    require_pants,
+    run_pants_command,
+)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE_REPO = REPO_ROOT / "examples" / "basic"
 GOALS = ["export-codegen", "test", "::"]
 # --stats-log counters that must stay 0 when every process is served from the cache.
 ZERO_ON_A_FULLY_CACHED_BUILD = (

@@ -38,6 +38,7 @@ from pants_runs import (
     kill,
     live_daemon_pids,
     CACHEABLE_PROCESSES,
+    EXAMPLE_REPO,
     HDRHISTOGRAM_HINT,
     PANTS_TIMEOUT_SECONDS,
     PantsRun,
@@ -48,7 +49,6 @@ from pants_runs import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE_REPO = REPO_ROOT / "examples" / "basic"
 SOURCE_ROOT = REPO_ROOT / "src" / "python"
 GOALS = ["export-codegen", "test", "::"]
 pytestmark = pytest.mark.pants

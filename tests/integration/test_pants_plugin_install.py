@@ -40,6 +40,7 @@ from pants_runs import (
     kill,
     live_daemon_pids,
     CACHEABLE_PROCESSES,
+    EXAMPLE_REPO,
     HDRHISTOGRAM_HINT,
     PantsRun,
     PANTS,
@@ -50,7 +51,6 @@ from pants_runs import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE_REPO = REPO_ROOT / "examples" / "basic"
 PANTS_VENV = REPO_ROOT / ".venv-pants"
 WHEELHOUSE = REPO_ROOT / ".cache" / "pants-plugin-wheelhouse"
 PEX_VERSION = "2.1.137"  # Pants 2.17.1's `[pex-cli]` default; scripts/bootstrap.sh builds it

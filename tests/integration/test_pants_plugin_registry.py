@@ -8,6 +8,7 @@ tests/registry_fixtures.py; every daemon and the registry are stopped by pid at 
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import urllib.error
 import urllib.request
@@ -57,17 +58,27 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServe
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryPluginRepo]:
+@contextlib.contextmanager
+def example_registry_repo(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[RegistryPluginRepo]:
+    """A copy of examples/basic whose runs each get their own config (config_for); the
+    daemons of every state dir under it are stopped by pid at the end."""
     require_pants()
-    base = tmp_path_factory.mktemp("pants-plugin-registry")
+    base = tmp_path_factory.mktemp(name)
     buildroot = base / "repo"
     shutil.copytree(EXAMPLE_REPO, buildroot)
-    plugin_repo = RegistryPluginRepo(buildroot, base / "runs", base / "state-a", buildroot / "unused.toml")
-    yield plugin_repo
-    for directory in base.glob("state-*"):
-        for pid in plugin_repo.daemon_pids(directory):
-            kill(pid)
+    plugin_repo = RegistryPluginRepo(buildroot, base / "runs", base / "state-unused", buildroot / "unused.toml")
+    try:
+        yield plugin_repo
+    finally:
+        for directory in [*base.glob("state-*"), *base.glob("runs/state-*")]:
+            for pid in plugin_repo.daemon_pids(directory):
+                kill(pid)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryPluginRepo]:
+    with example_registry_repo(tmp_path_factory, "pants-plugin-registry") as plugin_repo:
+        yield plugin_repo
 
 
 def _manifest_status(registry: RegistryServer, repository: str, tag: str) -> int:

@@ -11,7 +11,6 @@ runs a build per fault kind.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Iterator, Tuple
@@ -22,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
 from fault_proxy import API_PATH, BLOB_PATH, FaultPlan, FaultRule, RegistryFaultProxy  # noqa: E402
 from registry_fixtures import RegistryServer, start_registry  # noqa: E402
-from pants_runs import kill, require_pants  # noqa: E402
+from pants_runs import kill  # noqa: E402
 from test_pants_plugin import CACHEABLE_PROCESSES, PantsRun  # noqa: E402
-from test_pants_plugin_registry import RegistryPluginRepo, _report  # noqa: E402
+from test_pants_plugin_registry import RegistryPluginRepo, _report, example_registry_repo  # noqa: E402
 
 from oci_cache.cache_entries import parse_cache_from  # noqa: E402
 from oci_cache.cache_image import load_cache_image, open_entry_target  # noqa: E402
@@ -73,23 +72,16 @@ def proxy(registry: RegistryServer) -> Iterator[RegistryFaultProxy]:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryPluginRepo]:
-    require_pants()
-    from test_pants_plugin import EXAMPLE_REPO
-
-    base = tmp_path_factory.mktemp("pants-registry-faults")
-    buildroot = base / "repo"
-    shutil.copytree(EXAMPLE_REPO, buildroot)
-    plugin_repo = RegistryPluginRepo(buildroot, base / "runs", base / "state-unused", buildroot / "unused.toml")
     previous = os.environ.get("OCI_CACHE_REGISTRY_READ_TIMEOUT")
     os.environ["OCI_CACHE_REGISTRY_READ_TIMEOUT"] = "2"  # the daemons inherit it: stalls end in 2 s
-    yield plugin_repo
-    if previous is None:
-        os.environ.pop("OCI_CACHE_REGISTRY_READ_TIMEOUT", None)
-    else:
-        os.environ["OCI_CACHE_REGISTRY_READ_TIMEOUT"] = previous
-    for directory in base.glob("runs/state-*"):
-        for pid in plugin_repo.daemon_pids(directory):
-            kill(pid)
+    try:
+        with example_registry_repo(tmp_path_factory, "pants-registry-faults") as plugin_repo:
+            yield plugin_repo
+    finally:
+        if previous is None:
+            os.environ.pop("OCI_CACHE_REGISTRY_READ_TIMEOUT", None)
+        else:
+            os.environ["OCI_CACHE_REGISTRY_READ_TIMEOUT"] = previous
 
 
 def _ref_entries(registry: RegistryServer, repository: str) -> int:
