@@ -153,19 +153,39 @@ def docker_config(tmp_path: Path) -> Path:
     return write_docker_config(tmp_path / "docker-config")
 
 
-# --------------------------------------------------------------------------- export, inspect, prune
+@dataclass(frozen=True)
+class FaultScene:
+    """What every case here works with: the registry, the proxy in front of it, a fresh
+    repository, scratch space, a Docker config, and the two machines' state dirs and entries."""
+
+    registry: RegistryServer
+    proxy: RegistryFaultProxy
+    repo: str
+    tmp_path: Path
+    docker_config: Path
+    state_dirs: Tuple[Path, Path]
+    entries: Tuple[List[Entry], List[Entry]]
 
 
-def _export_inspect_prune(
-    case: Case,
-    registry: RegistryServer,
+@pytest.fixture
+def scene(
+    registry_plain: RegistryServer,  # noqa: F811
     proxy: RegistryFaultProxy,
-    repo: str,
+    unique_repo: str,  # noqa: F811
     tmp_path: Path,
     docker_config: Path,
     state_dirs: Tuple[Path, Path],
     entries: Tuple[List[Entry], List[Entry]],
-) -> Dict[str, object]:
+) -> FaultScene:
+    return FaultScene(registry_plain, proxy, unique_repo, tmp_path, docker_config, state_dirs, entries)
+
+
+# --------------------------------------------------------------------------- export, inspect, prune
+
+
+def _export_inspect_prune(case: Case, scene: FaultScene) -> Dict[str, object]:
+    registry, proxy, repo, tmp_path = scene.registry, scene.proxy, scene.repo, scene.tmp_path
+    docker_config, state_dirs, entries = scene.docker_config, scene.state_dirs, scene.entries
     old, new = entries
     all_entries = old + new
     direct_ref, proxied_ref = f"{registry.host}/{repo}:c", f"{proxy.host}/{repo}:c"
@@ -239,19 +259,10 @@ def _check_faults_were_injected(case: Case, proxy: RegistryFaultProxy, outcome: 
     [*CI_CASES, *(pytest.param(case, marks=pytest.mark.slow) for case in SLOW_CASES)],
     ids=str,
 )
-def test_export_inspect_prune_under_faults(
-    case: Case,
-    registry_plain: RegistryServer,  # noqa: F811
-    proxy: RegistryFaultProxy,
-    unique_repo: str,  # noqa: F811
-    tmp_path: Path,
-    docker_config: Path,
-    state_dirs: Tuple[Path, Path],
-    entries: Tuple[List[Entry], List[Entry]],
-) -> None:
+def test_export_inspect_prune_under_faults(case: Case, scene: FaultScene) -> None:
     """CI runs CI_CASES; the long run (-m slow) the whole matrix, SLOW_CASES."""
-    outcome = _export_inspect_prune(case, registry_plain, proxy, unique_repo, tmp_path, docker_config, state_dirs, entries)
-    _check_faults_were_injected(case, proxy, outcome)
+    outcome = _export_inspect_prune(case, scene)
+    _check_faults_were_injected(case, scene.proxy, outcome)
 
 
 # --------------------------------------------------------------------------- serve --cache-from
@@ -315,17 +326,9 @@ the registry (a miss this time), and bytes damaged once are read again. A blob w
 every read is corrupt stays a miss for that image (it is marked bad)."""
 
 
-def _serve_under_faults(
-    name: str,
-    seed: int,
-    registry: RegistryServer,
-    proxy: RegistryFaultProxy,
-    repo: str,
-    tmp_path: Path,
-    docker_config: Path,
-    state_dirs: Tuple[Path, Path],
-    entries: Tuple[List[Entry], List[Entry]],
-) -> Dict[str, int]:
+def _serve_under_faults(name: str, seed: int, scene: FaultScene) -> Dict[str, int]:
+    registry, proxy, repo, tmp_path = scene.registry, scene.proxy, scene.repo, scene.tmp_path
+    docker_config, state_dirs, entries = scene.docker_config, scene.state_dirs, scene.entries
     all_entries = entries[1]  # the entries of state dir B
     direct_ref, proxied_ref = f"{registry.host}/{repo}:c", f"{proxy.host}/{repo}:c"
     state = tmp_path / "b"
@@ -371,16 +374,6 @@ SERVE_PARAMS = [
 
 
 @pytest.mark.parametrize("name,seed", SERVE_PARAMS)
-def test_serve_never_serves_a_corrupt_byte(
-    name: str,
-    seed: int,
-    registry_plain: RegistryServer,  # noqa: F811
-    proxy: RegistryFaultProxy,
-    unique_repo: str,  # noqa: F811
-    tmp_path: Path,
-    docker_config: Path,
-    state_dirs: Tuple[Path, Path],
-    entries: Tuple[List[Entry], List[Entry]],
-) -> None:
+def test_serve_never_serves_a_corrupt_byte(name: str, seed: int, scene: FaultScene) -> None:
     """CI runs CI_SERVE_CASES with seed 1; the long run (-m slow) every case with seeds 1-3."""
-    _serve_under_faults(name, seed, registry_plain, proxy, unique_repo, tmp_path, docker_config, state_dirs, entries)
+    _serve_under_faults(name, seed, scene)
