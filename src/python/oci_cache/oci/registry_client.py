@@ -283,10 +283,7 @@ class RegistryClient:
                 break
             except ContentMismatchError as e:
                 # Content-addressed: wrong bytes were damaged on the way (or are stored damaged).
-                mismatches += 1
-                if mismatches > CONTENT_MISMATCH_RETRIES:
-                    raise
-                logger.warning("%s; reading it again", e)
+                mismatches = _count_mismatch_or_raise(e, mismatches)
         if whole:
             return data
         if offset >= len(data) and len(data) > 0:
@@ -513,10 +510,7 @@ class RegistryClient:
                 digest = self._checked_manifest_digest(repository, reference, resp, data)
                 break
             except ContentMismatchError as e:
-                mismatches += 1
-                if mismatches > CONTENT_MISMATCH_RETRIES:
-                    raise
-                logger.warning("%s; reading it again", e)
+                mismatches = _count_mismatch_or_raise(e, mismatches)
         media_type = _media_type_of(resp.headers.get("Content-Type"), data)
         return Manifest(media_type, data, digest)
 
@@ -840,6 +834,16 @@ def _discard(resp: Any) -> None:
     except Exception:  # a broken connection is simply not reused
         pass
     resp.release_conn()
+
+
+def _count_mismatch_or_raise(error: ContentMismatchError, mismatches: int) -> int:
+    """One more read whose bytes did not match their digest: raises it once
+    CONTENT_MISMATCH_RETRIES reads again have been spent, else warns and counts it."""
+    mismatches += 1
+    if mismatches > CONTENT_MISMATCH_RETRIES:
+        raise error
+    logger.warning("%s; reading it again", error)
+    return mismatches
 
 
 def _read_all(resp: Any) -> bytes:
