@@ -32,12 +32,13 @@ class BadBlobs:
         self._set_aside: Dict[Digest, Tuple[Optional[float], float]] = {}  # digest -> (retry at, last back-off)
 
     def is_set_aside(self, digest: Digest) -> bool:
-        with self._lock:
-            record = self._set_aside.get(digest)
-            if record is None:
-                return False
-            retry_at = record[0]
-            return retry_at is None or self._clock() < retry_at
+        """On every lookup of the image: a lock-free read (one dict get; the writers
+        replace whole records under the lock)."""
+        record = self._set_aside.get(digest)
+        if record is None:
+            return False
+        retry_at = record[0]
+        return retry_at is None or self._clock() < retry_at
 
     def set_aside(self, digest: Digest) -> float:
         """Sets the blob aside until a back-off passes; returns that back-off in seconds."""
