@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from oci_cache.cache_entries import MODE_MAX, MODE_MIN, CacheTo
-from oci_cache.cache_image.action_references import (
+from oci_cache.store.action_references import (
     UnreadableResultError,
     parse_result_references,
     parse_tree_references,

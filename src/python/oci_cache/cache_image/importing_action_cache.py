@@ -24,7 +24,7 @@ import logging
 import threading
 from typing import Iterator, Optional, Tuple
 
-from oci_cache.cache_image.action_references import (
+from oci_cache.store.action_references import (
     UnreadableResultError,
     parse_result_references,
     parse_tree_references,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from oci_cache.cache_image.action_references import (
+from oci_cache.store.action_references import (
     UnreadableResultError,
     parse_result_references,
     parse_tree_references,
