@@ -100,6 +100,11 @@ class ImportingBlobStore:
             absent.extend(d for d, ok in zip(fetchable, outcomes) if not ok)
         return absent
 
+    def find_unservable(self, digests: Sequence[Digest]) -> List[Digest]:
+        """What the completeness check asks: the digests that cannot be made local now
+        (ensure_local fetches and verifies the others)."""
+        return self.ensure_local(digests)
+
     def _fetch(self, digest: Digest) -> None:
         self.await_import()
         if not self.imports.has_blob(digest):

@@ -139,7 +139,7 @@ def open_serving_stack(
         importer = CacheImporter(cache_from, imports, refresh_seconds=refresh_seconds)
         blobs = ImportingBlobStore(store, imports)
         usage = UsageLog()
-        actions = ImportingActionCache(store, blobs, imports, usage)
+        action_cache = honest_action_cache(store, blobs, imports, usage)
         export_dir = Path(state_dir) / EXPORT_DIRECTORY
         markers = ExportMarkers(export_dir)
     except BaseException:
@@ -155,7 +155,7 @@ def open_serving_stack(
     stack = ServingStack(
         store,
         blobs,
-        CompletenessCheckingActionCache(actions, blobs),
+        action_cache,
         importer=importer,
         export=exporter.export if cache_to else None,
         pending_export_entries=pending if cache_to else None,
@@ -164,6 +164,16 @@ def open_serving_stack(
     if start_import:
         stack.start()
     return stack
+
+
+def honest_action_cache(
+    local: LocalStore, blobs: ImportingBlobStore, imports: ImportSet, usage: Optional[UsageLog] = None
+) -> CompletenessCheckingActionCache:
+    """The local store, read through to the imported images, behind the completeness
+    check, which decides every hit and hands the honest ones back to the importing
+    action cache (write-back of imported results, usage for the next export)."""
+    importing = ImportingActionCache(local, blobs, imports, usage)
+    return CompletenessCheckingActionCache(importing, blobs, on_hit=importing.hit_served)
 
 
 def _make_exporter(
@@ -200,4 +210,4 @@ class _LazyExporter:
                 made.close()
 
 
-__all__ = ["EXPORT_DIRECTORY", "STORE_DIRECTORY", "ServingStack", "StackStatus", "open_serving_stack"]
+__all__ = ["EXPORT_DIRECTORY", "STORE_DIRECTORY", "ServingStack", "StackStatus", "honest_action_cache", "open_serving_stack"]
