@@ -174,3 +174,18 @@ def test_only_pants_compat_knows_where_the_moved_types_live() -> None:
         for module, names in _pants_imports(list(ast.walk(ast.parse(path.read_text(encoding="utf-8"))))):  # type: ignore[arg-type]
             assert module != "pants.option.bootstrap_options", path
             assert not {"AuthPluginResult", "AuthPluginState", "RemoteProvider"} & set(names), (path, module, names)
+
+
+PANTS_TYPES = {"AuthPluginResult", "WorkunitsCallbackFactory", "UnionRule", "AuthPluginState", "RemoteProvider"}
+
+
+def test_every_pants_type_is_constructed_by_keyword() -> None:
+    """Fields were inserted (AuthPluginResult.provider in 2.20) and classes rewritten (UnionRule
+    in Rust from 2.29): positional arguments are how the 2.20 change would break a plugin."""
+    calls = 0
+    for path in PLUGIN_DIR.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in PANTS_TYPES:
+                calls += 1
+                assert not node.args, f"{path.name}:{node.lineno}: {node.func.id}(...) with positional arguments"
+    assert calls >= 3  # AuthPluginResult, WorkunitsCallbackFactory, UnionRule

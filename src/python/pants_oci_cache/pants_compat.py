@@ -1,7 +1,9 @@
 """Every difference between the Pants versions the plugin supports (2.17.1 through 2.33).
 
-The rest of the plugin imports the Pants types that moved from here, and builds Pants
-values only through the functions here, always by keyword. Each difference below
+The rest of the plugin imports the Pants types that moved from here, and builds an
+AuthPluginResult only through `auth_plugin_result`. Every Pants type is constructed by
+keyword (AuthPluginResult, WorkunitsCallbackFactory, UnionRule: a dataclass up to 2.28, a
+Rust class whose constructor takes the same named arguments from 2.29). Each difference below
 names the first version that has it and what Pants changed (read in the Pants source
 at the release tags; docs/pants.md, "Supported Pants versions", has the table).
 Imports try the newest location first and fall back to the older one.
