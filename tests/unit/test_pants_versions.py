@@ -39,8 +39,8 @@ def _python_for(version: str) -> Optional[str]:
 
 
 def interpreter_for(line: PantsLine) -> str:
-    """The line's own Python when this machine has it; else the newest Python here that is
-    at least as new (3.14 is not installed on these machines: 3.13 stands in), else this one."""
+    """The line's own Python when this machine has it; else the closest older one from 3.10 on
+    (3.14 is not installed on these machines: 3.13 stands in), else the test's own."""
     exact = _python_for(line.python)
     if exact:
         return exact
