@@ -18,6 +18,13 @@ WorkunitsCallbackFactoryRequest); `remote_auth` in a backend's `register.py` is 
 `init/extension_loader.py` and called by keyword (initial_execution_headers,
 initial_store_headers, options, env, prior_result) by `DynamicRemoteOptions.from_options`.
 
+Changed, with nothing to adapt:
+- 2.29: `UnionRule` is a Rust class, re-exported by pants.engine.unions, whose constructor
+  takes the same named arguments (union_base, union_member).
+- 2.29: the factories of `WorkunitsCallbackFactoryRequest` members are reached through a
+  `@rule(polymorphic=True)` called by name; a member's plain `@rule` that also asks for
+  subsystems is still accepted (Pants' own stats_aggregator has one, through 2.33).
+
 Not used by the plugin, because some supported version lacks them:
 - 2.25: the Rust options parser replaced the Python one: `Options.bootstrap_option_values()`,
   `Options.get_parser()` and the Subsystem `register_options` class hook are gone. The
