@@ -31,10 +31,13 @@ def _python_for(version: str) -> Optional[str]:
     candidates += [str(path) for path in sorted(pyenv_root.glob(f"{version}.*/bin/python{version}"))]
     for candidate in candidates:
         if candidate and os.access(candidate, os.X_OK):
-            probe = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                                   capture_output=True, text=True)
-            if probe.stdout.strip() == version:
-                return candidate
+            probe = subprocess.run(
+                [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2], sys.executable)"],
+                capture_output=True, text=True,
+            )
+            found = probe.stdout.split()
+            if len(found) == 2 and found[0] == version:
+                return found[1]  # the interpreter itself, not a pyenv shim
     return None
 
 
@@ -72,6 +75,7 @@ def test_the_plugin_loads_and_answers_on_every_pants_line(name: str, tmp_path: P
     assert completed.returncode == 0, f"Pants {line.releases} on {python}:\n{completed.stderr}"
     report = json.loads(completed.stdout.strip().splitlines()[-1])
     assert report["provider"] == ("reapi" if line.provider_field else None)
+    print(f"Pants {line.releases}: checked on Python {report['python']} ({python})")
 
 
 @pytest.mark.parametrize("name", sorted(PANTS_LINES))
