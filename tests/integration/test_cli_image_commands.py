@@ -102,7 +102,7 @@ def test_inspect_layout_reports_what_was_written(tmp_path: Path, docker_config: 
     assert document["manifest"]["digest"] == built.manifest_digest
     assert document["manifest"]["size"] == built.manifest_size
     assert document["manifest"]["image_manifest"] is True and document["manifest"]["oci_mediatypes"] is True
-    assert document["format_version"] == "1.0" and document["mode"] == "max" and document["compression"] == "gzip"
+    assert document["format_version"] == "1.1" and document["mode"] == "max" and document["compression"] == "gzip"
     assert document["entries"] == {
         "actions": 40,
         "actions_failed": 5,

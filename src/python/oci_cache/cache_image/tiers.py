@@ -26,6 +26,7 @@ from oci_cache.cache_image.importing_action_cache import ImportingActionCache
 from oci_cache.cache_image.importing_blob_store import ImportingBlobStore
 from oci_cache.cache_image.usage_log import UsageLog
 from oci_cache.export_report import ExportReport
+from oci_cache.secret_masking.masked_values import MASKING_KEY_FILE
 from oci_cache.store.completeness import CompletenessCheckingActionCache
 from oci_cache.store.local_store import LocalStore
 
@@ -81,7 +82,9 @@ def open_oci_tiers(
         with exporter_lock:
             if not exporter:
                 from oci_cache.cache_image.exporter import CacheExporter
+                from oci_cache.cache_image.secret_commands import SecretCommandWithholding
 
+                key_file = getattr(config, "masking_key_file", None) or config.state_dir / MASKING_KEY_FILE
                 exporter.append(
                     CacheExporter(
                         store,
@@ -89,6 +92,7 @@ def open_oci_tiers(
                         imports=imports,
                         usage=usage,
                         fetcher=blobs,
+                        secret_commands=SecretCommandWithholding(key_file, getattr(config, "secret_env_names", ())),
                         **exporter_options,
                     )
                 )

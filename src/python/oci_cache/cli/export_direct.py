@@ -21,6 +21,7 @@ from typing import Callable, List, Optional, Sequence
 
 from oci_cache.cache_entries import CacheTo
 from oci_cache.cache_image.exporter import CacheExporter
+from oci_cache.cache_image.secret_commands import SecretCommandWithholding, default_masking_key_file
 from oci_cache.cache_image.tiers import EXPORT_DIRECTORY
 from oci_cache.daemon.daemon_dir import DAEMON_LOCK_FILE, find_daemon_dirs
 from oci_cache.daemon.life_lock import try_lock
@@ -62,7 +63,8 @@ def export_state_dir(
             raise DirectExportError(f"cannot open the local store in {state_dir}: {error}") from None
         try:
             started = time.monotonic()
-            exporter = CacheExporter(store, state_dir / EXPORT_DIRECTORY)
+            withholding = SecretCommandWithholding(default_masking_key_file(state_dir))
+            exporter = CacheExporter(store, state_dir / EXPORT_DIRECTORY, secret_commands=withholding)
             try:
                 report = ExportReport()
                 for number, entry in enumerate(entries, 1):
