@@ -2,7 +2,8 @@
 as stored, and decompressed (zstd frames anywhere in a file, gzip members, the members
 of tar archives), recursively. (Imported by name: tests/ is on sys.path.)
 
-    assert files_holding(layout_dir, b"tok-123") == []
+    assert files_holding([layout_dir], b"tok-123") == []
+    blobs = image_blobs(open_entry_target(parse_cache_from("type=local,src=DIR")))
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import io
 import tarfile
 import zlib
 from pathlib import Path
-from typing import Iterable, Iterator, List
+from typing import Dict, Iterable, Iterator, List
 
 import zstandard
+
+from oci_cache.digests import Digest
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -82,3 +85,18 @@ def files_holding(directories: Iterable[Path], secret: bytes) -> List[str]:
 def blobs_holding(blobs: Iterable[bytes], secret: bytes) -> int:
     """How many of `blobs` hold `secret` in any expanded form."""
     return sum(1 for blob in blobs if any(secret in form for form in expanded_forms(blob)))
+
+
+def image_blobs(target: object) -> Dict[Digest, bytes]:
+    """Every blob of the cache image at `target`'s tag (an ImageTarget), read from its layers."""
+    from oci_cache.cache_image import load_cache_image
+    from oci_cache.image_format import iter_layer
+
+    image = load_cache_image(target)  # type: ignore[arg-type]
+    blobs = {}
+    for number, descriptor in enumerate(image.layers):
+        with target.open_blob_stream(descriptor.as_digest) as stream:  # type: ignore[attr-defined]
+            data = b"".join(stream)
+        for member in iter_layer(io.BytesIO(data), image.layer_compression(number)):
+            blobs[member.digest] = member.read()
+    return blobs
