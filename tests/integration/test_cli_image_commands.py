@@ -109,6 +109,7 @@ def test_inspect_layout_reports_what_was_written(tmp_path: Path, docker_config: 
         "actions_min_eligible": 35,
         "blobs": built.blob_count,
         "blobs_min_eligible": 35 * 3,  # result + 2 outputs of each successful action
+        "command_records": 0,
     }
     assert document["bytes"]["blobs"] == built.blob_bytes
     assert document["bytes"]["data_layers"] == sum(built.layer_sizes)
