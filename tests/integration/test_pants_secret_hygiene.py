@@ -1,21 +1,25 @@
 """No secret leaves the machine in a cache image (issue 14), with the real Pants 2.17.1.
 
-One cold build of examples/basic plus a `secrets/` package: a `shell_command` that gets
-DEMO_SHELL_SECRET through `extra_env_vars`, and a `pex_binary` whose pex processes get
-DEMO_API_TOKEN through `[subprocess-environment] env_vars` (the Python backend is the
-one that reads that option). The run exports at once to four cache_to entries —
-mode=max and mode=min, each to a layout and to a real `docker-registry`. Then:
+One cold build of a `secrets/` package added to examples/basic (only its targets are
+built): a `shell_command` that gets DEMO_SHELL_SECRET through `extra_env_vars`, and a
+`pex_binary` whose pex processes get DEMO_API_TOKEN through `[subprocess-environment]
+env_vars` (the Python backend is the one that reads that option). The shell_command also
+gets DEMO_DSN, whose name looks innocent but is listed in `[oci-cache] secret_env_names =
+["*_DSN"]`. The run exports at once to four cache_to entries: mode=max and mode=min, each
+to a layout and to a real `docker-registry`. Then:
 
-- no file of either layout and no file of the registry's storage holds either token, in
-  any form a blob takes there (as stored, zstd frames, gzip members, tar members);
+- no file of either layout and no file of the registry's storage holds any of the
+  values, in any form a blob takes there (as stored, zstd frames, gzip members, tar
+  members), and neither does any blob of the four images read back;
 - each mode=max image holds, for every exported action, its Action and, in place of its
-  Command, a record naming the secret variable with its value masked — masked with
-  the state dir's key, so the mask equals mask_value(token, key);
-- the mode=min images hold no Command and no record;
-- the daemon's log and state files (but its local store, which holds what Pants sent),
-  `oci-cache status --json` and `oci-cache inspect --json` of every image hold neither token.
+  Command, a record naming the variables with their values masked with the state dir's
+  key, so each mask equals mask_value(value, key) (masks compare across runs);
+- the mode=min images hold no Action, no Command and no record;
+- the Pants output, the daemon's log and state files (all but its local store, which
+  holds what Pants sent), `oci-cache status --json` and `oci-cache inspect --json` of
+  every image hold none of the values.
 
-Costs one Pants run (~35 s: the pex processes dominate).
+Costs one Pants run (~30-45 s here: the pex processes dominate).
 """
 
 from __future__ import annotations
@@ -47,14 +51,16 @@ WHEELHOUSE = REPO_ROOT / ".cache" / "pants-plugin-wheelhouse"
 PEX_VERSION = "2.1.137"
 API_TOKEN = "tok-api-7c1e2f90ab"
 SHELL_SECRET = "tok-shell-9d4b3a61cd"
-TOKENS = (API_TOKEN.encode(), SHELL_SECRET.encode())
+LISTED_VALUE = "dsn-value-5e6f7a8b"  # DEMO_DSN: an innocent name, listed in secret_env_names
+TOKENS = (API_TOKEN.encode(), SHELL_SECRET.encode(), LISTED_VALUE.encode())
+ENVIRONMENT = {"DEMO_API_TOKEN": API_TOKEN, "DEMO_SHELL_SECRET": SHELL_SECRET, "DEMO_DSN": LISTED_VALUE}
 
 SECRETS_BUILD = '''
 shell_command(
     name="uses_token",
     command="sleep 0.5; test -n \\"$DEMO_SHELL_SECRET\\" && echo 'the token was set' > token-used.txt",
     tools=["sleep", "test"],
-    extra_env_vars=["DEMO_SHELL_SECRET"],
+    extra_env_vars=["DEMO_SHELL_SECRET", "DEMO_DSN"],
     output_files=["token-used.txt"],
 )
 
@@ -71,6 +77,7 @@ def _extra_config(layouts: Dict[str, Path], refs: Dict[str, str]) -> str:
     entries += [f"type=registry,ref={refs['max']},mode=max", f"type=registry,ref={refs['min']}"]
     return (
         "cache_to = [" + ", ".join(f'"{entry}"' for entry in entries) + "]\n"
+        'secret_env_names = ["*_DSN"]\n'
         "\n[pex-cli]\n"
         f'version = "v{PEX_VERSION}"\n'
         f'known_versions = ["v{PEX_VERSION}|linux_x86_64|{sha256}|{pex.stat().st_size}"]\n'
@@ -113,8 +120,8 @@ def scene(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer) ->
     assert "pants.backend.python" in text
     config.write_text(text + _extra_config(layouts, refs), encoding="utf-8")
     repo = PluginRepo(buildroot, base / "runs", state_dir, config)
-    saved = {name: os.environ.get(name) for name in ("DEMO_API_TOKEN", "DEMO_SHELL_SECRET")}
-    os.environ["DEMO_API_TOKEN"], os.environ["DEMO_SHELL_SECRET"] = API_TOKEN, SHELL_SECRET
+    saved = {name: os.environ.get(name) for name in ENVIRONMENT}
+    os.environ.update(ENVIRONMENT)
     try:
         run = repo.run("cold", goals=["export-codegen", "secrets:uses_token", "package", "secrets:app"])
         yield {"repo": repo, "run": run, "layouts": layouts, "refs": refs, "state_dir": state_dir}
@@ -184,7 +191,7 @@ def test_a_mode_max_image_holds_a_record_per_command_with_the_secret_name_and_a_
                     assert entry.masked
                     masked[entry.name] = entry.value
             assert record.output_paths or record.output_files or record.output_directories
-        assert masked == {"DEMO_API_TOKEN": mask_value(API_TOKEN, key), "DEMO_SHELL_SECRET": mask_value(SHELL_SECRET, key)}
+        assert masked == {name: mask_value(value, key) for name, value in ENVIRONMENT.items()}
         assert index.command_record_count == index.action_count
 
 
