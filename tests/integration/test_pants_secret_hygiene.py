@@ -191,6 +191,10 @@ def test_a_mode_max_image_holds_a_record_per_command_with_the_secret_name_and_a_
                     assert entry.masked
                     masked[entry.name] = entry.value
             assert record.output_paths or record.output_files or record.output_directories
+            # Nothing but the secrets is masked: the arguments (no credential in them) and
+            # Pants' PANTS_CACHE_KEY_* variables stay readable, for explaining misses.
+            assert record.masked_arguments == () and record.masked_count == sum(e.masked for e in record.environment)
+            assert not any(e.masked for e in record.environment if e.name.startswith("PANTS_CACHE_KEY_"))
         assert masked == {name: mask_value(value, key) for name, value in ENVIRONMENT.items()}
         assert index.command_record_count == index.action_count
 
