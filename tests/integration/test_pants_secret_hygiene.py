@@ -25,6 +25,7 @@ Costs one Pants run (~30-45 s here: the pex processes dominate).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -213,6 +214,9 @@ def test_logs_state_files_status_and_inspect_never_show_a_token(scene: Dict[str,
     run = scene["run"]
     state_files = [path for path in state_dir.rglob("*") if path.is_file() and "store" not in path.relative_to(state_dir).parts]
     assert any(path.name == "daemon.log" for path in state_files)
+    (settings_file,) = [path for path in state_files if path.name == "secret-masking.json"]
+    recorded = json.loads(settings_file.read_text(encoding="utf-8"))  # for a direct `oci-cache export`
+    assert recorded == {"maskingKeyFile": str(state_dir / MASKING_KEY_FILE), "secretEnvNames": ["*_DSN"]}
     for token in TOKENS:
         assert token.decode() not in run.output  # type: ignore[attr-defined]
         assert [str(path) for path in state_files if token in path.read_bytes()] == []

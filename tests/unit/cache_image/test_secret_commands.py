@@ -209,3 +209,29 @@ def test_an_unusable_key_file_masks_with_a_key_for_this_process_never_in_clear(t
     assert files_holding([layout], TOKEN.encode()) == []
     index = load_cache_image(open_entry_target(parse_cache_from(f"type=local,src={layout}"))).index
     assert index.find_command_record(command) is not None
+
+
+def test_a_direct_export_of_a_state_dir_masks_what_its_daemon_masked(tmp_path: Path) -> None:
+    from oci_cache.cache_image.secret_commands import remember_secret_settings, remembered_withholding
+    from oci_cache.cli.export_direct import export_state_dir
+
+    state = tmp_path / "daemon-dir"
+    key_file = tmp_path / "elsewhere" / "the.key"
+    remember_secret_settings(state / "export", SecretCommandWithholding(key_file, ("*_DSN",)))
+    recalled = remembered_withholding(state, state / "export")
+    assert recalled.key_file == key_file and recalled.extra_names == ("*_DSN",)
+    assert remembered_withholding(tmp_path / "none", tmp_path / "none" / "export").extra_names == ()
+
+    store = LocalStore(state / "store", 1 << 30)
+    recorded, command = _action_with_command(5, [("SENTRY_DSN", DB_URL)], ["run"])
+    store_action(store, recorded)
+    store.close()
+    layout = tmp_path / "max"
+    report = export_state_dir(state, [parse_cache_to(f"type=local,dest={layout},mode=max")])
+    assert report.ok, report
+    assert files_holding([layout], DB_URL.encode()) == []
+    record = load_cache_image(open_entry_target(parse_cache_from(f"type=local,src={layout}"))).index.find_command_record(
+        command
+    )
+    assert record is not None
+    assert parse_command_record(_image_blobs(layout)[record]).masked_with == load_or_create_masking_key(key_file).key_id

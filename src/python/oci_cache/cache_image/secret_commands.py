@@ -26,6 +26,7 @@ this daemon only) and a warning says so — never a Command in clear.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from pathlib import Path
@@ -119,6 +120,38 @@ class SecretCommandWithholding:
         return replacement
 
 
+SECRET_SETTINGS_FILE = "secret-masking.json"
+"""In a daemon's export directory: `{"maskingKeyFile": PATH, "secretEnvNames": [...]}`, the
+key file and the names it masks beyond the secret-looking ones (never values), so that
+`oci-cache export --state-dir DIR --cache-to …` of that directory masks the same way."""
+
+
+def remember_secret_settings(export_dir: Path, withholding: "SecretCommandWithholding") -> None:
+    """Records the settings of `withholding` for later direct exports (best effort)."""
+    document = {
+        "maskingKeyFile": str(withholding.key_file) if withholding.key_file is not None else None,
+        "secretEnvNames": list(withholding.extra_names),
+    }
+    try:
+        Path(export_dir).mkdir(parents=True, exist_ok=True)
+        temp = Path(export_dir) / f".{SECRET_SETTINGS_FILE}.tmp"
+        temp.write_text(json.dumps(document, sort_keys=True) + "\n", encoding="utf-8")
+        temp.replace(Path(export_dir) / SECRET_SETTINGS_FILE)
+    except OSError as error:
+        logger.warning("cannot record the secret masking settings in %s: %s", export_dir, error)
+
+
+def remembered_withholding(state_dir: Path, export_dir: Path) -> "SecretCommandWithholding":
+    """The withholding a daemon of `state_dir` recorded, or the state dir's defaults."""
+    try:
+        document = json.loads((Path(export_dir) / SECRET_SETTINGS_FILE).read_text(encoding="utf-8"))
+        key_file = document.get("maskingKeyFile")
+        names = tuple(str(name) for name in document.get("secretEnvNames") or ())
+    except (OSError, ValueError, AttributeError):
+        return SecretCommandWithholding(default_masking_key_file(state_dir))
+    return SecretCommandWithholding(Path(key_file) if key_file else default_masking_key_file(state_dir), names)
+
+
 def default_masking_key_file(state_dir: Path) -> Path:
     """The masking key of a state directory: STATE_DIR/secret-masking.key, or the one of
     the directory above when only that exists (a daemon directory the Pants plugin made
@@ -157,4 +190,8 @@ def _read_command(store: object, digest: Digest) -> Optional[remote_execution_pb
         return None
 
 
-__all__ = ["MAX_COMMAND_BYTES", "SecretCommandWithholding", "default_masking_key_file", "find_blob_or_record"]
+__all__ = [
+    "SECRET_SETTINGS_FILE",
+    "remember_secret_settings",
+    "remembered_withholding",
+    "MAX_COMMAND_BYTES", "SecretCommandWithholding", "default_masking_key_file", "find_blob_or_record"]
