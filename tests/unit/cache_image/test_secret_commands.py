@@ -12,7 +12,7 @@ import pytest
 import zstandard
 
 from action_scenario import RecordedAction, make_action, store_action
-from image_secret_scan import files_holding
+from image_secret_scan import files_holding, image_blobs
 from oci_cache.cache_entries import parse_cache_from, parse_cache_to
 from oci_cache.cache_image import load_cache_image, open_entry_target
 from oci_cache.cache_image.exporter import UNCHANGED_MESSAGE, CacheExporter
@@ -22,7 +22,6 @@ from oci_cache.cache_image.imported_images import ImportSet
 from oci_cache.cache_image.importer import CacheImporter
 from oci_cache.cache_image.secret_commands import SecretCommandWithholding, default_masking_key_file
 from oci_cache.digests import Digest
-from oci_cache.image_format import iter_layer
 from oci_cache.reapi import remote_execution_pb2 as re_pb2
 from oci_cache.secret_masking import MASKING_KEY_FILE, load_or_create_masking_key, mask_value, parse_command_record
 from oci_cache.store.local_store import LocalStore
@@ -55,15 +54,7 @@ def store(tmp_path: Path) -> Iterator[LocalStore]:
 
 def _image_blobs(layout: Path) -> Dict[Digest, bytes]:
     """Every blob of the image at the layout's default tag, read from its layers."""
-    target = open_entry_target(parse_cache_from(f"type=local,src={layout}"))
-    image = load_cache_image(target)
-    blobs: Dict[Digest, bytes] = {}
-    for number, descriptor in enumerate(image.layers):
-        path = layout / "blobs" / "sha256" / descriptor.digest.split(":")[1]
-        with open(path, "rb") as source:
-            for member in iter_layer(source, image.layer_compression(number)):
-                blobs[member.digest] = member.read()
-    return blobs
+    return image_blobs(open_entry_target(parse_cache_from(f"type=local,src={layout}")))
 
 
 def _exporter(tmp_path: Path, store: LocalStore, names: Tuple[str, ...] = ()) -> CacheExporter:

@@ -5,7 +5,8 @@
 
 A mode=max export adds every blob of the local store, and the Command protos a REAPI
 client uploads carry the values of the process's environment. Each local blob the
-image does not hold yet is looked at once (per exporter): if it parses as a REAPI
+image at the ref does not hold yet (the blobs the export would pack, and so read,
+anyway) is looked at: if it parses as a REAPI
 Command and holds something secret_masking would mask (a secret-looking variable's
 value, a credential-looking argument), the Command is left out and its record — the
 Command with those values masked (secret_masking.command_records) — is added in its
@@ -30,7 +31,7 @@ import json
 import logging
 import threading
 from pathlib import Path
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Iterable, Optional, Tuple
 
 from google.protobuf.message import DecodeError
 
@@ -41,7 +42,13 @@ from oci_cache.digests import Digest
 from oci_cache.errors import CacheError
 from oci_cache.image_format.entry_index import BlobEntry, EntryIndex
 from oci_cache.reapi import remote_execution_pb2
-from oci_cache.secret_masking import MASKING_KEY_FILE, MaskingKey, command_holds_secrets, load_or_create_masking_key, record_command
+from oci_cache.secret_masking import (
+    MASKING_KEY_FILE,
+    MaskingKey,
+    command_holds_secrets,
+    load_or_create_masking_key,
+    record_command,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +62,8 @@ Replacement = Optional[Tuple[Digest, bytes]]
 
 
 class SecretCommandWithholding:
-    """Thread-safe; one per exporter (it remembers what it has looked at)."""
+    """The masking settings of an exporter: its key file (the key is loaded once) and the
+    names to mask beyond the secret-looking ones. Thread-safe; keeps nothing per blob."""
 
     def __init__(self, key_file: Optional[Path], extra_names: Iterable[str] = ()) -> None:
         """`key_file`: where the masking key lives (None: a key for this process only)."""
@@ -63,7 +71,6 @@ class SecretCommandWithholding:
         self.extra_names: Tuple[str, ...] = tuple(extra_names)
         self._key: Optional[MaskingKey] = None
         self._lock = threading.Lock()
-        self._looked_at: Dict[Tuple[Digest, Tuple[str, ...]], Replacement] = {}
 
     def add_local_blobs(self, plan: ImagePlan, collected: Collected, store: object, entry: CacheTo) -> None:
         """Adds `collected.blob_times` (mode=max: every local blob) to `plan`, Commands
@@ -106,18 +113,11 @@ class SecretCommandWithholding:
             return MaskingKey.random(ephemeral=True)
 
     def _replacement(self, digest: Digest, store: object, names: Tuple[str, ...]) -> Replacement:
-        cache_key = (digest, names)
-        with self._lock:
-            if cache_key in self._looked_at:
-                return self._looked_at[cache_key]
         command = _read_command(store, digest)
-        replacement: Replacement = None
-        if command is not None and command_holds_secrets(command, names):
-            data = record_command(command, digest, self.key(), names).to_bytes()
-            replacement = (Digest.of(data), data)
-        with self._lock:
-            self._looked_at[cache_key] = replacement
-        return replacement
+        if command is None or not command_holds_secrets(command, names):
+            return None
+        data = record_command(command, digest, self.key(), names).to_bytes()
+        return Digest.of(data), data
 
 
 SECRET_SETTINGS_FILE = "secret-masking.json"
