@@ -44,6 +44,7 @@ def settings_from_options(values: Any, buildroot: str, env: Mapping[str, str]) -
         listen=str(values.listen),
         max_size=str(values.local_store_max_size),
         idle_timeout=str(values.idle_timeout),
+        secret_env_names=tuple(getattr(values, "secret_env_names", None) or ()),
         env=dict(env),
     )
 
