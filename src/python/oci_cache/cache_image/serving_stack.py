@@ -30,8 +30,10 @@ from oci_cache.cache_image.imported_images import ImportSet
 from oci_cache.cache_image.importer import DEFAULT_REFRESH_SECONDS, CacheImporter, ImportState
 from oci_cache.cache_image.importing_action_cache import ImportingActionCache
 from oci_cache.cache_image.importing_blob_store import ImportingBlobStore
+from oci_cache.cache_image.secret_commands import SecretCommandWithholding, remember_secret_settings
 from oci_cache.cache_image.usage_log import UsageLog
 from oci_cache.export_report import ExportReport
+from oci_cache.secret_masking.masked_values import MASKING_KEY_FILE
 from oci_cache.store.completeness import CompletenessCheckingActionCache
 from oci_cache.store.interfaces import ActionCache, BlobStore
 from oci_cache.store.local_store import LocalStore, LocalStoreStats
@@ -124,10 +126,14 @@ def open_serving_stack(
     *,
     refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
     start_import: bool = True,
+    secret_env_names: Sequence[str] = (),
+    masking_key_file: Optional[Path] = None,
     **exporter_options: Any,
 ) -> ServingStack:
     """The stack on STATE_DIR/store. With `start_import=False` the background import
     starts when `ServingStack.start` is called (serve calls it once it listens).
+    `secret_env_names` and `masking_key_file` (None: STATE_DIR/secret-masking.key) say
+    which Commands the export withholds and how it masks them (cache_image/secret_commands.py).
     `exporter_options` go to CacheExporter (e.g. confirm_delay, max_layer_bytes)."""
     cache_from = list(cache_from)
     cache_to = list(cache_to)
@@ -145,8 +151,16 @@ def open_serving_stack(
     except BaseException:
         store.close()
         raise
+    withholding = SecretCommandWithholding(
+        masking_key_file or Path(state_dir) / MASKING_KEY_FILE, tuple(secret_env_names)
+    )
+    if cache_to:  # so that a direct `oci-cache export` of this state dir masks the same way
+        remember_secret_settings(export_dir, withholding)
     exporter = _LazyExporter(
-        lambda: _make_exporter(store, export_dir, imports, usage, blobs, exporter_options), cache_to
+        lambda: _make_exporter(
+            store, export_dir, imports, usage, blobs, {"secret_commands": withholding, **exporter_options}
+        ),
+        cache_to,
     )
 
     def pending() -> int:
