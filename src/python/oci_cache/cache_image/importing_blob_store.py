@@ -1,7 +1,7 @@
 """A BlobStore decorator: the local tier first, then the imported cache images.
 
 - `contains` / `find_missing` count a blob held by an imported image as present
-  (SPEC §3) — a lookup in the decoded indexes, no I/O.
+  — a lookup in the decoded indexes, no I/O.
 - `open_blob` / `read_bytes` of a blob that is only in an imported image fetch it
   (one Range read, verified) into the local tier, then serve it from there.
 - Writes go to the local tier.
