@@ -11,7 +11,7 @@ from typing import Mapping, Optional, Union
 
 from oci_cache.cache_entries import TYPE_LOCAL, CacheFrom, CacheTo
 from oci_cache.oci.http_retry import RetryPolicy
-from oci_cache.oci.target import ImageTarget
+from oci_cache.oci.target import ImageTarget, RegistryLocation
 
 CacheEntry = Union[CacheFrom, CacheTo]
 
@@ -45,10 +45,10 @@ def open_entry_target(
 
 def registry_repository(target: ImageTarget) -> Optional[tuple]:
     """(registry, repository) of a registry target, None for a layout (for mounts)."""
-    reference = getattr(target, "reference", None)
-    if reference is None:
+    location = target.location
+    if not isinstance(location, RegistryLocation):
         return None
-    return (reference.registry, reference.repository)
+    return (location.reference.registry, location.reference.repository)
 
 
 __all__ = ["CacheEntry", "IMPORT_RETRY", "open_entry_target", "registry_repository"]

@@ -88,7 +88,7 @@ from oci_cache.image_format import (
     encode_index,
 )
 from oci_cache.image_format.manifest import format_timestamp, with_media_types
-from oci_cache.oci.target import ImageTarget, PushOutcome
+from oci_cache.oci.target import ImageTarget, LayoutLocation, PushOutcome, RegistryLocation
 from oci_cache.secret_masking import MASKING_KEY_FILE
 
 logger = logging.getLogger(__name__)
@@ -459,10 +459,9 @@ class _EntryExport:
         theirs = registry_repository(home)
         if ours is not None and theirs is not None:
             return ours[0] == theirs[0]
-        our_path = getattr(self.target, "path", None)
-        their_path = getattr(home, "path", None)
-        if our_path is not None and their_path is not None:
-            return os.path.realpath(str(our_path)) == os.path.realpath(str(their_path))
+        our_location, their_location = self.target.location, home.location
+        if isinstance(our_location, LayoutLocation) and isinstance(their_location, LayoutLocation):
+            return os.path.realpath(str(our_location.path)) == os.path.realpath(str(their_location.path))
         return False
 
     # ---- prune ------------------------------------------------------------------------
@@ -697,11 +696,11 @@ def _entry_like(target: ImageTarget) -> CacheTo:
         image = load_cache_image(target)
     except CacheImageNotFoundError:
         image = None
-    reference = getattr(target, "reference", None)
-    if reference is not None:
-        base = CacheTo(type=TYPE_REGISTRY, ref=str(reference))
+    location = target.location
+    if isinstance(location, RegistryLocation):
+        base = CacheTo(type=TYPE_REGISTRY, ref=str(location.reference))
     else:
-        base = CacheTo(type=TYPE_LOCAL, dest=str(getattr(target, "path", "")), tag=target.tag)
+        base = CacheTo(type=TYPE_LOCAL, dest=str(location.path), tag=target.tag)
     if image is None:
         return base
     return replace(

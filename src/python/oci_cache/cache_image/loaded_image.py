@@ -54,7 +54,7 @@ from oci_cache.cache_image.errors import (
 )
 from oci_cache.oci.content import BlobId, verify_bytes
 from oci_cache.oci.errors import BlobNotFoundError, ContentMismatchError
-from oci_cache.oci.target import ImageTarget, Manifest
+from oci_cache.oci.target import ImageTarget, Manifest, RegistryLocation
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +66,10 @@ MAX_INDEX_LAYER_BYTES = 1 << 30
 
 def manifest_reference(target: ImageTarget) -> str:
     """What to ask `target` for: the digest of a `repo@sha256:…` reference, else the tag."""
-    reference = getattr(target, "reference", None)
-    digest = getattr(reference, "digest", None)
-    return digest if isinstance(digest, str) and digest else target.tag
+    location = target.location
+    if isinstance(location, RegistryLocation) and location.reference.digest:
+        return location.reference.digest
+    return target.tag
 
 
 @dataclass(frozen=True)

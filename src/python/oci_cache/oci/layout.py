@@ -54,7 +54,7 @@ from oci_cache.oci.layout_garbage import (
 )
 from oci_cache.oci.media_types import ANNOTATION_REF_NAME, OCI_INDEX, OCI_MANIFEST
 from oci_cache.oci.reference import DEFAULT_TAG, is_digest, validate_tag
-from oci_cache.oci.target import Manifest, PushOutcome
+from oci_cache.oci.target import LayoutLocation, Manifest, PushOutcome
 
 LAYOUT_FILE = "oci-layout"
 INDEX_FILE = "index.json"
@@ -79,6 +79,10 @@ class OciLayoutTarget:
         validate_tag(self._tag)
         self._blobs = self.path / "blobs" / "sha256"
         self._swept = False
+
+    @property
+    def location(self) -> LayoutLocation:
+        return LayoutLocation(self.path)
 
     @property
     def tag(self) -> str:

@@ -7,7 +7,7 @@ from typing import Optional
 from oci_cache.oci.content import BlobSource, BlobStream, DigestLike
 from oci_cache.oci.reference import DEFAULT_TAG, Reference
 from oci_cache.oci.registry_client import RegistryClient
-from oci_cache.oci.target import Manifest, PushOutcome
+from oci_cache.oci.target import Manifest, PushOutcome, RegistryLocation
 
 
 class RegistryTarget:
@@ -22,6 +22,10 @@ class RegistryTarget:
         self.reference = reference
         self.repository = reference.repository
         self._owns_client = owns_client
+
+    @property
+    def location(self) -> RegistryLocation:
+        return RegistryLocation(self.reference)
 
     @property
     def tag(self) -> str:

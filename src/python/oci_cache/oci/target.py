@@ -23,9 +23,12 @@ Contract, for every implementation:
 from __future__ import annotations
 
 import enum
-from typing import NamedTuple, Optional, Protocol
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple, Optional, Protocol, Union
 
 from oci_cache.oci.content import BlobSource, BlobStream, DigestLike
+from oci_cache.oci.reference import Reference
 
 
 class Manifest(NamedTuple):
@@ -44,7 +47,29 @@ class PushOutcome(enum.Enum):
     UPLOADED = "uploaded"  # bytes sent
 
 
+@dataclass(frozen=True)
+class RegistryLocation:
+    """A repository in a registry (and the reference the target was opened with)."""
+
+    reference: Reference
+
+
+@dataclass(frozen=True)
+class LayoutLocation:
+    """An OCI image-layout directory."""
+
+    path: Path
+
+
+TargetLocation = Union[RegistryLocation, LayoutLocation]
+
+
 class ImageTarget(Protocol):
+    @property
+    def location(self) -> TargetLocation:
+        """What the target is: a registry repository or a layout directory."""
+        ...
+
     @property
     def tag(self) -> str:
         """The tag this target was opened with ("latest" when none was given)."""
