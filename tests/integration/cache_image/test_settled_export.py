@@ -139,7 +139,7 @@ def test_the_settled_record_is_kept_per_entry_and_dropped_on_failure(tmp_path: P
     exporter.export([entry])
     exporter.export([entry])
     key = exporter_module.job_key(entry, None, None)
-    assert key in exporter._settled
+    assert key in exporter.settled
     (tmp_path / "layout" / "index.json").write_text("not json")  # the next export fails
     assert not exporter.export([entry]).ok
-    assert key not in exporter._settled
+    assert key not in exporter.settled

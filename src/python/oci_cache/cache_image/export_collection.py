@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 from oci_cache.cache_entries import MODE_MAX, MODE_MIN, CacheTo
+from oci_cache.store.interfaces import LocalTier
 from oci_cache.store.action_references import TreeCache, UnreadableResultError, parse_result_references
 from oci_cache.cache_image.importing_blob_store import ImportingBlobStore
 from oci_cache.cache_image.usage_log import UsageLog
@@ -51,7 +52,7 @@ class Collected:
 
 
 def collect_exportable(
-    store: Optional[Any],
+    store: Optional[LocalTier],
     entry: CacheTo,
     *,
     marker: Optional[str],
@@ -59,23 +60,18 @@ def collect_exportable(
     fetcher: Optional[ImportingBlobStore],
     now: int,
 ) -> Collected:
-    """`store` is the local tier (a LocalStore, or any BlobStore + ActionCache)."""
+    """`store` is the local tier (None when pruning: nothing is added)."""
     if store is None:
         return Collected([], {}, None, {})
     end_marker: Optional[str] = None
     digests: Dict[Digest, None] = {}
-    if hasattr(store, "iter_action_writes_since"):
-        end_marker = store.journal_marker()
-        try:
-            writes = list(store.iter_action_writes_since(marker))
-        except ValueError:
-            logger.warning(
-                "export to %s: unreadable journal marker %r; exporting from the start", entry.to_text(), marker
-            )
-            writes = list(store.iter_action_writes_since(None))
-        digests.update((write.action_digest, None) for write in writes)
-    else:
-        digests.update((digest, None) for digest in store.iter_action_digests())
+    end_marker = store.journal_marker()
+    try:
+        writes = list(store.iter_action_writes_since(marker))
+    except ValueError:
+        logger.warning("export to %s: unreadable journal marker %r; exporting from the start", entry.to_text(), marker)
+        writes = list(store.iter_action_writes_since(None))
+    digests.update((write.action_digest, None) for write in writes)
     used = usage.actions() if usage is not None else {}
     for action in used:
         digests.setdefault(action, None)
@@ -121,7 +117,7 @@ class _TreeReader:
     """The files of the trees an export needs, read (fetched when only in an imported
     image) and parsed once per export, in the one bounded TreeCache."""
 
-    def __init__(self, store: Any, fetcher: Optional[ImportingBlobStore]) -> None:
+    def __init__(self, store: LocalTier, fetcher: Optional[ImportingBlobStore]) -> None:
         self._store = store
         self._fetcher = fetcher
         self._trees = TreeCache()

@@ -17,6 +17,8 @@ import threading
 from pathlib import Path
 from typing import Dict, Optional
 
+from oci_cache.store.interfaces import LocalTier
+
 logger = logging.getLogger(__name__)
 
 MARKERS_FILE = "markers.json"
@@ -60,12 +62,10 @@ class ExportMarkers:
         os.replace(temp, self._path)
 
 
-def pending_entries(store: object, markers: ExportMarkers, key: str) -> int:
-    """Action results `store` (a LocalStore) acknowledged since the marker of `key`."""
-    if not hasattr(store, "iter_action_writes_since"):
-        return 0
+def pending_entries(store: LocalTier, markers: ExportMarkers, key: str) -> int:
+    """Action results `store` acknowledged since the marker of `key`."""
     try:
-        return len({write.action_digest for write in store.iter_action_writes_since(markers.get(key))})  # type: ignore[attr-defined]
+        return len({write.action_digest for write in store.iter_action_writes_since(markers.get(key))})
     except ValueError:
         return 0
 

@@ -89,6 +89,7 @@ from oci_cache.image_format import (
 )
 from oci_cache.image_format.manifest import format_timestamp, with_media_types
 from oci_cache.oci.target import ImageTarget, LayoutLocation, PushOutcome, RegistryLocation
+from oci_cache.store.interfaces import LocalTier
 from oci_cache.secret_masking import MASKING_KEY_FILE
 
 logger = logging.getLogger(__name__)
@@ -100,6 +101,19 @@ MAX_CONFIRM_DELAY = 5.0
 UNCHANGED_MESSAGE = "unchanged: the image at the ref already holds everything"
 
 TargetOpener = Callable[[CacheTo], ImageTarget]
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """How an export runs (the same for every entry of one exporter)."""
+
+    clock: Callable[[], float] = time.time
+    """Wall-clock seconds: last_used times and keep-duration are judged by it."""
+    confirm_delay: Optional[float] = None
+    """Seconds between putting the manifest and checking it is still ours (None: the default)."""
+    max_layer_bytes: int = DEFAULT_MAX_LAYER_BYTES
+    max_attempts: int = MAX_ATTEMPTS
+    """Merges tried when the ref keeps moving under the export."""
 
 
 @dataclass
@@ -117,7 +131,7 @@ class CacheExporter:
 
     def __init__(
         self,
-        store: Optional[object],
+        store: Optional[LocalTier],
         work_dir: Path,
         *,
         imports: Optional[ImportSet] = None,
@@ -130,8 +144,8 @@ class CacheExporter:
         max_attempts: int = MAX_ATTEMPTS,
         secret_commands: Optional[SecretCommandWithholding] = None,
     ) -> None:
-        """`store`: the local tier (a LocalStore: BlobStore + ActionCache + journal), or
-        None to rewrite images without adding anything (prune). `secret_commands`:
+        """`store`: the local tier (store.interfaces.LocalTier, i.e. a LocalStore); None
+        only through `CacheExporter.pruning`, which rewrites images without adding anything. `secret_commands`:
         the masking settings (default: the key file beside `work_dir`, no extra names)."""
         self.store = store
         self.work_dir = Path(work_dir)
@@ -139,19 +153,23 @@ class CacheExporter:
         self.usage = usage
         self.fetcher = fetcher
         self._open_target = open_target
-        self._clock = clock
-        self._confirm_delay = confirm_delay
-        self._max_layer_bytes = max_layer_bytes
-        self._max_attempts = max_attempts
+        self.settings = ExportSettings(clock, confirm_delay, max_layer_bytes, max_attempts)
         self.secret_commands = secret_commands or SecretCommandWithholding(self.work_dir.parent / MASKING_KEY_FILE)
-        self._markers = ExportMarkers(self.work_dir) if store is not None else None
+        self.markers = ExportMarkers(self.work_dir) if store is not None else None
+        """How far each entry has exported the journal (None when pruning)."""
         self._lock = threading.Lock()
-        self._settled: Dict[SettledKey, SettledImage] = {}
+        self.settled: Dict[SettledKey, SettledImage] = {}
         """Images the full path last found needing nothing, per entry (settled_images.py)."""
         self._targets: Dict[str, ImageTarget] = {}
         """Targets opened by export_entry, kept for the next export of the same entry (its
         connections, scheme probe and registry token stay warm); dropped after a failure."""
         remove_stale_work_dirs(self.work_dir)  # left by a process killed mid-export
+
+    @classmethod
+    def pruning(cls, work_dir: Path, *, clock: Callable[[], float] = time.time) -> "CacheExporter":
+        """An exporter that rewrites images (keep-duration / keep-bytes) without adding
+        anything: there is no local store behind it."""
+        return cls(None, work_dir, clock=clock)
 
     # ---- public ---------------------------------------------------------------------
 
@@ -186,7 +204,7 @@ class CacheExporter:
                     self._forget_target(text)
                 return report
             except Exception as error:  # noqa: BLE001 - reported, never raised
-                self._settled.pop(job_key(entry, keep_duration, keep_bytes), None)
+                self.settled.pop(job_key(entry, keep_duration, keep_bytes), None)
                 if kept:
                     self._forget_target(text)
                 if not isinstance(error, CacheError):
@@ -212,9 +230,9 @@ class CacheExporter:
 
     def pending_entries(self, entry: CacheTo) -> int:
         """Action results written since the entry's last successful export."""
-        if self.store is None or self._markers is None:
+        if self.store is None or self.markers is None:
             return 0
-        return pending_entries(self.store, self._markers, entry.to_text())
+        return pending_entries(self.store, self.markers, entry.to_text())
 
 
 def job_key(entry: CacheTo, keep_duration: Optional[float], keep_bytes: Optional[int]) -> SettledKey:
@@ -261,13 +279,13 @@ class _EntryExport:
             collected = collect_exportable(
                 self.store,
                 self.entry,
-                marker=self.exporter._markers.get(self.entry.to_text()) if self.exporter._markers else None,
+                marker=self.exporter.markers.get(self.entry.to_text()) if self.exporter.markers else None,
                 usage=self.exporter.usage,
                 fetcher=self.exporter.fetcher,
-                now=int(self.exporter._clock()),
+                now=int(self.exporter.settings.clock()),
             )
             published = self._settled_and_unchanged(collected)
-            for attempt in range(1, self.exporter._max_attempts + 1):
+            for attempt in range(1, self.exporter.settings.max_attempts + 1):
                 if published is not None:
                     break
                 try:
@@ -281,12 +299,12 @@ class _EntryExport:
             if published is None:
                 raise ExportError(
                     f"{self.target.describe()}: the ref kept changing under concurrent exports; gave up after "
-                    f"{self.exporter._max_attempts} attempts"
+                    f"{self.exporter.settings.max_attempts} attempts"
                 )
         finally:
             shutil.rmtree(self.work, ignore_errors=True)
-        if collected.end_marker is not None and self.exporter._markers is not None:
-            self.exporter._markers.set(self.entry.to_text(), collected.end_marker)
+        if collected.end_marker is not None and self.exporter.markers is not None:
+            self.exporter.markers.set(self.entry.to_text(), collected.end_marker)
         seconds = time.monotonic() - started
         if published.message == UNCHANGED_MESSAGE:
             logger.info(
@@ -322,7 +340,7 @@ class _EntryExport:
         base = self._load_base(base_manifest)
         if self.prune_only and base is None:
             raise ExportError(f"{self.target.describe()}: no cache image at {self.reference} to prune")
-        now = int(self.exporter._clock())
+        now = int(self.exporter.settings.clock())
         with cyclic_gc_paused():  # a large image's plan: many objects, all kept
             plan = self._merge(base, collected, now)
         self._prune(plan, now)
@@ -336,10 +354,10 @@ class _EntryExport:
             unchanged = self._unchanged(plan, base, rewritten)
         if unchanged:
             assert base is not None
-            self.exporter._settled[self.key] = settled_from_plan(base.digest, plan)
+            self.exporter.settled[self.key] = settled_from_plan(base.digest, plan)
             counts = (len(plan.actions), len(plan.blobs), len(plan.layer_order))
             return _Published(base.digest, counts[0], counts[1], counts[2], UNCHANGED_MESSAGE)
-        self.exporter._settled.pop(self.key, None)
+        self.exporter.settled.pop(self.key, None)
         self._ensure_layers_present(plan)
         with cyclic_gc_paused():
             media_type, manifest, counts = self._publish_parts(plan, now)
@@ -357,14 +375,14 @@ class _EntryExport:
 
     def _settled_and_unchanged(self, collected: Collected) -> Optional[_Published]:
         """The quick "unchanged" (settled_images.py), or None: take the full path."""
-        settled = self.exporter._settled.get(self.key)
+        settled = self.exporter.settled.get(self.key)
         if settled is None or self.prune_only:
             return None
         manifest = self.target.get_manifest(self.reference)
         if manifest is None or manifest.digest != settled.digest:
             return None
         base = self._load_base(manifest)
-        now = int(self.exporter._clock())
+        now = int(self.exporter.settings.clock())
         if base is None or not nothing_to_publish(settled, base, collected, self.entry, self.keep_duration, now):
             return None
         index = base.index
@@ -434,7 +452,7 @@ class _EntryExport:
             plan.blobs[digest] = BlobRecord(layer.digest, offset, length, tar_offset, flag, used_at)
             return True
         store = self.store
-        if digest in collected.results or (store is not None and store.contains(digest)):  # type: ignore[attr-defined]
+        if digest in collected.results or (store is not None and store.contains(digest)):
             plan.add_pending(digest, used_at, flag)
             return True
         imports = self.exporter.imports
@@ -480,7 +498,7 @@ class _EntryExport:
             str(self.work),
             self.entry.compression,
             self.entry.compression_level,
-            max_layer_bytes=self.exporter._max_layer_bytes,
+            max_layer_bytes=self.exporter.settings.max_layer_bytes,
         )
 
     def _pack(
@@ -513,7 +531,7 @@ class _EntryExport:
         return packer.skipped
 
     def _pack_pending(self, plan: ImagePlan, collected: Collected) -> None:
-        resolver = BlobSourceResolver(self.store, str(self.work))  # type: ignore[arg-type]
+        resolver = BlobSourceResolver(self.store, str(self.work))
         skipped = self._pack(plan, plan.pending_blobs(), resolver, collected)
         if skipped:
             self._drop_blobs_and_dependents(plan, skipped, collected)
@@ -536,18 +554,18 @@ class _EntryExport:
             compression=self.entry.compression,
             force_compression=self.entry.force_compression,
             keep_bytes=self.keep_bytes,
-            max_layer_bytes=self.exporter._max_layer_bytes,
+            max_layer_bytes=self.exporter.settings.max_layer_bytes,
         )
         if not chosen:
             return 0
-        resolver = BlobSourceResolver(self.store, str(self.work))  # type: ignore[arg-type]
+        resolver = BlobSourceResolver(self.store, str(self.work))
         rewrite: List[Digest] = []
         lost: Set[Digest] = set()
         for layer_digest in chosen:
             record = plan.layers[layer_digest]
             live = plan.blobs_in_layer(layer_digest)
             store = self.store
-            remote = {d for d in live if d not in collected.results and not (store is not None and store.contains(d))}  # type: ignore[attr-defined]
+            remote = {d for d in live if d not in collected.results and not (store is not None and store.contains(d))}
             if remote:
                 found, error = spool_live_blobs(record, remote, str(self.work))
                 resolver.spooled.update(found)
@@ -637,7 +655,7 @@ class _EntryExport:
     def _confirm(self, digest: str, ours: List[Digest], window: float) -> None:
         """After our PUT: wait past any other writer's HEAD-to-PUT window, then make
         sure the image at the ref (ours, or one merged on top of it) has our actions."""
-        delay = self.exporter._confirm_delay
+        delay = self.exporter.settings.confirm_delay
         if delay is None:
             floor = MIN_CONFIRM_DELAY_REGISTRY if registry_repository(self.target) else MIN_CONFIRM_DELAY_LAYOUT
             delay = min(MAX_CONFIRM_DELAY, max(floor, 3 * window))
@@ -683,7 +701,7 @@ def prune_cache_image(
     clock = (lambda: float(now)) if now is not None else time.time
     directory = work_dir or Path(tempfile.mkdtemp(prefix="oci-cache-prune-"))
     try:
-        exporter = CacheExporter(None, directory, clock=clock)
+        exporter = CacheExporter.pruning(directory, clock=clock)
         return exporter.export_entry(entry, target, keep_duration=keep_duration, keep_bytes=keep_bytes)
     finally:
         if work_dir is None:

@@ -81,6 +81,18 @@ class BlobStore(Protocol):
     def begin_write(self, digest: Digest) -> BlobWriter: ...
 
 
+class ActionWrite(Protocol):
+    """One entry of the local action journal: an action result written at some point."""
+
+    @property
+    def action_digest(self) -> Digest: ...
+
+    @property
+    def next_marker(self) -> str:
+        """The journal marker just after this write."""
+        ...
+
+
 class ServableBlobStore(BlobStore, Protocol):
     """A BlobStore that can say which blobs it can serve *now*: what the completeness
     check asks before it reports a hit."""
@@ -102,3 +114,25 @@ class ActionCache(Protocol):
         ...
 
     def iter_action_digests(self) -> Iterator[Digest]: ...
+
+
+class LocalTier(ServableBlobStore, ActionCache, Protocol):
+    """What the exporter needs of the local store (store/local_store.py): blobs and
+    action results, their last-use times, and the durable journal of action writes."""
+
+    def iter_blob_digests(self) -> Iterator[Digest]:
+        """A snapshot of the stored blobs (the empty blob excluded)."""
+        ...
+
+    def last_used(self, digest: Digest, *, action: bool = False) -> Optional[float]:
+        """When a blob (or, with action=True, an action result) was last used or written; None if absent."""
+        ...
+
+    def journal_marker(self) -> str:
+        """The marker for "now" (see `iter_action_writes_since`)."""
+        ...
+
+    def iter_action_writes_since(self, marker: Optional[str]) -> Iterator[ActionWrite]:
+        """Action results acknowledged after `marker` (None: since the journal began);
+        raises ValueError for a marker it cannot read."""
+        ...
