@@ -40,7 +40,7 @@ from action_scenario import make_action, store_action  # noqa: E402
 from cache_image_builder import push_cache_image, synthetic_actions  # noqa: E402
 from oci_cache.cache_entries import parse_cache_to  # noqa: E402
 from oci_cache.cache_image import load_cache_image  # noqa: E402
-from oci_cache.cache_image.exporter import UNCHANGED_MESSAGE, CacheExporter  # noqa: E402
+from oci_cache.cache_image.exporting.exporter import UNCHANGED_MESSAGE, CacheExporter  # noqa: E402
 from oci_cache.image_format.compression import Compression  # noqa: E402
 from oci_cache.image_format.entry_index import encode_index  # noqa: E402
 from oci_cache.oci import OciLayoutTarget  # noqa: E402

@@ -37,7 +37,7 @@ if str(_UNIT_SCENARIOS) not in sys.path:
 
 from action_scenario import RecordedAction, make_action, store_action  # noqa: E402
 from oci_cache.cache_entries import parse_cache_from, parse_cache_to  # noqa: E402
-from oci_cache.cache_image.exporter import CacheExporter  # noqa: E402
+from oci_cache.cache_image.exporting.exporter import CacheExporter  # noqa: E402
 from oci_cache.cache_image.serving_stack import open_serving_stack  # noqa: E402
 from oci_cache.digests import Digest  # noqa: E402
 from oci_cache.store.local_store import LocalStore  # noqa: E402

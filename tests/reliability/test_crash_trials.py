@@ -26,7 +26,7 @@ from typing import Dict, List, Tuple
 
 import pytest
 
-from oci_cache.cache_image.exporter import CacheExporter
+from oci_cache.cache_image.exporting.exporter import CacheExporter
 from oci_cache.store.local_store import LocalStore
 
 from crash_sequence import CrashSequence, SequenceReport, TargetProbe, classify_export_kill

@@ -52,7 +52,7 @@ from server_fixtures import start_server
 
 from oci_cache.cache_entries import parse_cache_from
 from oci_cache.cache_image import load_cache_image, open_entry_target
-from oci_cache.cache_image.imported_images import CONTENT_ATTEMPTS
+from oci_cache.cache_image.importing.imported_images import CONTENT_ATTEMPTS
 
 pytestmark = pytest.mark.registry
 

@@ -138,7 +138,7 @@ def test_the_checker_reports_each_kind_of_forbidden_import(tmp_path: Path) -> No
     )
     _write(tmp_path, "oci_cache.store.local_store", "from oci_cache.image_format.entry_index import EntryIndex\n")
     _write(tmp_path, "oci_cache.daemon.launcher", "from oci_cache.server.grpc_server import build_server\n")
-    _write(tmp_path, "oci_cache.cache_image.exporter", "from oci_cache.cli.progress import Progress\n")
+    _write(tmp_path, "oci_cache.cache_image.exporting.exporter", "from oci_cache.cli.progress import Progress\n")
     _write(tmp_path, "oci_cache.sizes", "import pants_oci_cache.summary\n")
 
     reported = {(v.module, v.rule.importer) for v in find_violations(tmp_path)}
@@ -149,14 +149,14 @@ def test_the_checker_reports_each_kind_of_forbidden_import(tmp_path: Path) -> No
         ("oci_cache.image_format.manifest", "oci_cache.image_format"),
         ("oci_cache.store.local_store", "oci_cache.store"),
         ("oci_cache.daemon.launcher", "oci_cache.daemon"),
-        ("oci_cache.cache_image.exporter", "oci_cache"),
+        ("oci_cache.cache_image.exporting.exporter", "oci_cache"),
         ("oci_cache.sizes", "oci_cache"),
     }
 
 
 def test_the_checker_allows_what_the_rules_allow(tmp_path: Path) -> None:
     _write(tmp_path, "oci_cache.cli.serve_command", "from oci_cache.cli.progress import Progress\nimport oci_cache.server\n")
-    _write(tmp_path, "oci_cache.cache_image.importer", "from oci_cache.oci.target import ImageTarget\n")
+    _write(tmp_path, "oci_cache.cache_image.importing.importer", "from oci_cache.oci.target import ImageTarget\n")
     _write(tmp_path, "oci_cache.server.daemon_runtime", "from oci_cache.store.metrics import StoreMetrics\n")
     _write(tmp_path, "pants_oci_cache.register", "from oci_cache.daemon.launcher import launch\n")
     assert find_violations(tmp_path) == []

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from oci_cache.cache_entries import parse_cache_from, parse_cache_to
-from oci_cache.cache_image.importing_blob_store import ImportingBlobStore
+from oci_cache.cache_image.importing.importing_blob_store import ImportingBlobStore
 from oci_cache.cache_image.serving_stack import ServingStack, open_serving_stack
 from oci_cache.digests import Digest
 from oci_cache.export_report import ExportReport

@@ -19,7 +19,7 @@ from action_scenario import RecordedAction, make_action, store_action
 from cache_nodes import open_node
 from oci_cache.cache_entries import parse_cache_to
 from oci_cache.cache_image import load_cache_image, open_entry_target
-from oci_cache.cache_image.exporter import CacheExporter
+from oci_cache.cache_image.exporting.exporter import CacheExporter
 from oci_cache.digests import Digest
 from oci_cache.image_format import Compression, layer_compression
 from oci_cache.store.local_store import LocalStore

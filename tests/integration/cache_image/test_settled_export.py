@@ -12,9 +12,9 @@ import pytest
 from action_scenario import make_action, store_action
 from oci_cache.cache_entries import parse_cache_from, parse_cache_to
 from oci_cache.cache_image import load_cache_image, open_entry_target
-from oci_cache.cache_image import exporter as exporter_module
-from oci_cache.cache_image.exporter import UNCHANGED_MESSAGE, CacheExporter
-from oci_cache.cache_image.image_plan import ImagePlan
+from oci_cache.cache_image.exporting import exporter as exporter_module
+from oci_cache.cache_image.exporting.exporter import UNCHANGED_MESSAGE, CacheExporter
+from oci_cache.cache_image.exporting.image_plan import ImagePlan
 from oci_cache.store import local_store as local_store_module
 from oci_cache.store.local_store import LocalStore
 

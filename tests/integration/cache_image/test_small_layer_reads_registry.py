@@ -9,7 +9,7 @@ from pathlib import Path
 from action_scenario import make_action, store_action
 from cache_nodes import open_node
 from oci_cache.cache_entries import parse_cache_to
-from oci_cache.cache_image.exporter import CacheExporter
+from oci_cache.cache_image.exporting.exporter import CacheExporter
 from oci_cache.store.local_store import LocalStore
 from registry_fixtures import FaultProxy
 

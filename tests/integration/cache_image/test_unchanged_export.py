@@ -13,8 +13,8 @@ from action_scenario import make_action, store_action
 from oci_cache.cache_entries import parse_cache_from, parse_cache_to
 from oci_cache.cache_image import load_cache_image, open_entry_target
 from oci_cache.cache_image.loaded_image import LoadedImage
-from oci_cache.cache_image.exporter import UNCHANGED_MESSAGE, CacheExporter
-from oci_cache.cache_image.unchanged_export import LAST_USED_REFRESH_SECONDS, last_used_granularity
+from oci_cache.cache_image.exporting.exporter import UNCHANGED_MESSAGE, CacheExporter
+from oci_cache.cache_image.exporting.unchanged_export import LAST_USED_REFRESH_SECONDS, last_used_granularity
 from oci_cache.export_report import ExportTargetReport
 from oci_cache.store import local_store as local_store_module
 from oci_cache.store.local_store import LocalStore

@@ -24,7 +24,7 @@ from action_scenario import make_action, store_action  # noqa: E402
 
 from oci_cache.cache_entries import parse_cache_from, parse_cache_to  # noqa: E402
 from oci_cache.cache_image import load_cache_image, open_entry_target  # noqa: E402
-from oci_cache.cache_image.exporter import CacheExporter  # noqa: E402
+from oci_cache.cache_image.exporting.exporter import CacheExporter  # noqa: E402
 from oci_cache.store.local_store import LocalStore  # noqa: E402
 
 

@@ -9,9 +9,9 @@ from typing import Any, List
 from action_scenario import make_action, store_action
 from oci_cache.cache_entries import parse_cache_from, parse_cache_to
 from oci_cache.cache_image import load_cache_image, open_entry_target
-from oci_cache.cache_image.bad_blobs import RECHECK_FIRST_SECONDS, RECHECK_MAX_SECONDS, BadBlobs
-from oci_cache.cache_image.exporter import CacheExporter
-from oci_cache.cache_image.imported_images import CONTENT_ATTEMPTS, ImportedImage, ImportSet
+from oci_cache.cache_image.importing.bad_blobs import RECHECK_FIRST_SECONDS, RECHECK_MAX_SECONDS, BadBlobs
+from oci_cache.cache_image.exporting.exporter import CacheExporter
+from oci_cache.cache_image.importing.imported_images import CONTENT_ATTEMPTS, ImportedImage, ImportSet
 from oci_cache.digests import Digest
 from oci_cache.store.local_store import LocalStore
 

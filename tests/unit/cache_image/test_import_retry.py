@@ -11,9 +11,9 @@ from typing import List
 from action_scenario import make_action, store_action
 from oci_cache.cache_entries import CacheFrom, parse_cache_from, parse_cache_to
 from oci_cache.cache_image.entry_targets import open_entry_target
-from oci_cache.cache_image.exporter import CacheExporter
-from oci_cache.cache_image.imported_images import ImportSet
-from oci_cache.cache_image.importer import CacheImporter
+from oci_cache.cache_image.exporting.exporter import CacheExporter
+from oci_cache.cache_image.importing.imported_images import ImportSet
+from oci_cache.cache_image.importing.importer import CacheImporter
 from oci_cache.oci.errors import RegistryUnavailableError
 from oci_cache.oci.target import ImageTarget
 from oci_cache.store.local_store import LocalStore

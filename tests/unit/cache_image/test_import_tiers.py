@@ -14,10 +14,10 @@ import pytest
 
 from action_scenario import RecordedAction, make_action, store_action
 from oci_cache.cache_entries import parse_cache_from, parse_cache_to
-from oci_cache.cache_image.exporter import CacheExporter
-from oci_cache.cache_image.imported_images import ImportSet
-from oci_cache.cache_image.importer import CacheImporter
-from oci_cache.cache_image.importing_blob_store import ImportingBlobStore
+from oci_cache.cache_image.exporting.exporter import CacheExporter
+from oci_cache.cache_image.importing.imported_images import ImportSet
+from oci_cache.cache_image.importing.importer import CacheImporter
+from oci_cache.cache_image.importing.importing_blob_store import ImportingBlobStore
 from oci_cache.cache_image.serving_stack import honest_action_cache
 from oci_cache.cache_image.usage_log import UsageLog
 from oci_cache.digests import Digest

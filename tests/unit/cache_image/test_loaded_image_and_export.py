@@ -17,8 +17,8 @@ from oci_cache.cache_image import (
     load_cache_image,
     open_entry_target,
 )
-from oci_cache.cache_image.export_markers import ExportMarkers
-from oci_cache.cache_image.exporter import CacheExporter
+from oci_cache.cache_image.exporting.export_markers import ExportMarkers
+from oci_cache.cache_image.exporting.exporter import CacheExporter
 from oci_cache.oci.content import sha256_digest
 from oci_cache.oci.errors import RegistryUnavailableError
 from oci_cache.oci.layout import OciLayoutTarget

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from oci_cache.cache_image.compaction import choose_layers_to_rewrite
-from oci_cache.cache_image.image_plan import ORIGIN_BASE, ORIGIN_IMPORTED, ORIGIN_NEW, BlobRecord, ImagePlan, LayerRecord
-from oci_cache.cache_image.layer_packer import group_for_layers
-from oci_cache.cache_image.pruning import prune_by_bytes, prune_by_duration
+from oci_cache.cache_image.exporting.compaction import choose_layers_to_rewrite
+from oci_cache.cache_image.exporting.image_plan import ORIGIN_BASE, ORIGIN_IMPORTED, ORIGIN_NEW, BlobRecord, ImagePlan, LayerRecord
+from oci_cache.cache_image.exporting.layer_packer import group_for_layers
+from oci_cache.cache_image.exporting.pruning import prune_by_bytes, prune_by_duration
 from oci_cache.digests import Digest
 from oci_cache.image_format import ActionEntry, Compression, Descriptor
 

@@ -1,5 +1,5 @@
 """mode=max exports Commands that hold a secret as records, never in clear
-(cache_image/secret_commands.py over a real local store and real OCI layouts)."""
+(cache_image/exporting/secret_commands.py over a real local store and real OCI layouts)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from action_scenario import RecordedAction, make_action, store_action
 from image_secret_scan import files_holding, image_blobs
 from oci_cache.cache_entries import parse_cache_from, parse_cache_to
 from oci_cache.cache_image import load_cache_image, open_entry_target
-from oci_cache.cache_image.exporter import UNCHANGED_MESSAGE, CacheExporter
+from oci_cache.cache_image.exporting.exporter import UNCHANGED_MESSAGE, CacheExporter
 from oci_cache.cache_image.serving_stack import honest_action_cache
-from oci_cache.cache_image.importing_blob_store import ImportingBlobStore
-from oci_cache.cache_image.imported_images import ImportSet
-from oci_cache.cache_image.importer import CacheImporter
-from oci_cache.cache_image.secret_commands import SecretCommandWithholding, default_masking_key_file
+from oci_cache.cache_image.importing.importing_blob_store import ImportingBlobStore
+from oci_cache.cache_image.importing.imported_images import ImportSet
+from oci_cache.cache_image.importing.importer import CacheImporter
+from oci_cache.cache_image.exporting.secret_commands import SecretCommandWithholding, default_masking_key_file
 from oci_cache.digests import Digest
 from oci_cache.reapi import remote_execution_pb2 as re_pb2
 from oci_cache.secret_masking import MASKING_KEY_FILE, load_or_create_masking_key, mask_value, parse_command_record
@@ -203,7 +203,7 @@ def test_an_unusable_key_file_masks_with_a_key_for_this_process_never_in_clear(t
 
 
 def test_a_direct_export_of_a_state_dir_masks_what_its_daemon_masked(tmp_path: Path) -> None:
-    from oci_cache.cache_image.secret_commands import remember_secret_settings, remembered_withholding
+    from oci_cache.cache_image.exporting.secret_commands import remember_secret_settings, remembered_withholding
     from oci_cache.cli.export_direct import export_state_dir
 
     state = tmp_path / "daemon-dir"

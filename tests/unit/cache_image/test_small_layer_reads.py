@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from typing import List
 
-from oci_cache.cache_image.small_layer_reads import SmallLayerReads
+from oci_cache.cache_image.importing.small_layer_reads import SmallLayerReads
 from oci_cache.digests import Digest
 from oci_cache.errors import UnavailableError
 

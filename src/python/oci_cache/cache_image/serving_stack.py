@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
 
 from oci_cache.cache_entries import CacheFrom, CacheTo
-from oci_cache.cache_image.export_markers import ExportMarkers, pending_entries
-from oci_cache.cache_image.imported_images import ImportSet
-from oci_cache.cache_image.importer import DEFAULT_REFRESH_SECONDS, CacheImporter, ImportState
-from oci_cache.cache_image.importing_action_cache import ImportingActionCache
-from oci_cache.cache_image.importing_blob_store import ImportingBlobStore
-from oci_cache.cache_image.secret_commands import SecretCommandWithholding, remember_secret_settings
+from oci_cache.cache_image.exporting.export_markers import ExportMarkers, pending_entries
+from oci_cache.cache_image.importing.imported_images import ImportSet
+from oci_cache.cache_image.importing.importer import DEFAULT_REFRESH_SECONDS, CacheImporter, ImportState
+from oci_cache.cache_image.importing.importing_action_cache import ImportingActionCache
+from oci_cache.cache_image.importing.importing_blob_store import ImportingBlobStore
+from oci_cache.cache_image.exporting.secret_commands import SecretCommandWithholding, remember_secret_settings
 from oci_cache.cache_image.usage_log import UsageLog
 from oci_cache.export_report import ExportReport
 from oci_cache.secret_masking.masked_values import MASKING_KEY_FILE
@@ -39,7 +39,7 @@ from oci_cache.store.interfaces import ActionCache, BlobStore
 from oci_cache.store.local_store import LocalStore, LocalStoreStats
 
 if TYPE_CHECKING:
-    from oci_cache.cache_image.exporter import CacheExporter
+    from oci_cache.cache_image.exporting.exporter import CacheExporter
 
 EXPORT_DIRECTORY = "export"
 STORE_DIRECTORY = "store"
@@ -133,7 +133,7 @@ def open_serving_stack(
     """The stack on STATE_DIR/store. With `start_import=False` the background import
     starts when `ServingStack.start` is called (serve calls it once it listens).
     `secret_env_names` and `masking_key_file` (None: STATE_DIR/secret-masking.key) say
-    which Commands the export withholds and how it masks them (cache_image/secret_commands.py).
+    which Commands the export withholds and how it masks them (cache_image/exporting/secret_commands.py).
     `exporter_options` go to CacheExporter (e.g. confirm_delay, max_layer_bytes)."""
     cache_from = list(cache_from)
     cache_to = list(cache_to)
@@ -198,7 +198,7 @@ def _make_exporter(
     fetcher: ImportingBlobStore,
     options: Any,
 ) -> "CacheExporter":
-    from oci_cache.cache_image.exporter import CacheExporter
+    from oci_cache.cache_image.exporting.exporter import CacheExporter
 
     return CacheExporter(store, work_dir, imports=imports, usage=usage, fetcher=fetcher, **options)
 

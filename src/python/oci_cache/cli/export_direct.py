@@ -8,7 +8,7 @@ so what this exports is not exported again by the next daemon, and what the daem
 already exported to an entry is not sent again. DIR/daemon.lock is held for the
 whole export, so no daemon starts on the store meanwhile.
 
-Commands holding a secret are withheld as the daemon would (cache_image/secret_commands.py):
+Commands holding a secret are withheld as the daemon would (cache_image/exporting/secret_commands.py):
 with the key file and names the daemon recorded in DIR/export/secret-masking.json (else the
 key file of DIR, or of the state dir above it), plus each entry's secret-env.
 
@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
 from oci_cache.cache_entries import CacheTo
-from oci_cache.cache_image.exporter import CacheExporter
-from oci_cache.cache_image.secret_commands import remembered_withholding
+from oci_cache.cache_image.exporting.exporter import CacheExporter
+from oci_cache.cache_image.exporting.secret_commands import remembered_withholding
 from oci_cache.cache_image.serving_stack import EXPORT_DIRECTORY
 from oci_cache.daemon.daemon_dir import DAEMON_LOCK_FILE, find_daemon_dirs
 from oci_cache.daemon.life_lock import try_lock

@@ -24,7 +24,7 @@ from typing import Callable, List, Optional
 
 from oci_cache.cache_entries import CacheEntryError, redact
 from oci_cache.cache_image.errors import CacheImageNotFoundError
-from oci_cache.cache_image.exporter import prune_cache_image
+from oci_cache.cache_image.exporting.exporter import prune_cache_image
 from oci_cache.cache_image.loaded_image import load_cache_image
 from oci_cache.cli.image_entry import add_image_arguments, parse_image_entry
 from oci_cache.cli.command_logging import quiet_library_info

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from oci_cache.cache_entries import CacheTo
-from oci_cache.cache_image.export_collection import Collected
-from oci_cache.cache_image.image_plan import ImagePlan
+from oci_cache.cache_image.exporting.export_collection import Collected
+from oci_cache.cache_image.exporting.image_plan import ImagePlan
 from oci_cache.cache_image.loaded_image import LoadedImage
-from oci_cache.cache_image.secret_commands import find_blob_or_record
-from oci_cache.cache_image.unchanged_export import last_used_granularity, same_format
+from oci_cache.cache_image.exporting.secret_commands import find_blob_or_record
+from oci_cache.cache_image.exporting.unchanged_export import last_used_granularity, same_format
 from oci_cache.errors import CacheError
 from oci_cache.image_format.entry_index import EntryIndex
 

@@ -20,7 +20,7 @@ from typing import Iterable, List, Sequence
 from oci_cache.digests import EMPTY_DIGEST, Digest
 from oci_cache.errors import NotFoundError
 from oci_cache.nonblocking import check_may_block
-from oci_cache.cache_image.imported_images import ImportSet
+from oci_cache.cache_image.importing.imported_images import ImportSet
 from oci_cache.store.interfaces import BlobReader, BlobStore, BlobWriter
 
 FETCH_THREADS = 8

@@ -25,8 +25,8 @@ import os
 import uuid
 from typing import Dict, List, Optional, Set, Tuple
 
-from oci_cache.cache_image.image_plan import ORIGIN_BASE, ORIGIN_NEW, ImagePlan, LayerRecord
-from oci_cache.cache_image.layer_packer import DEFAULT_MAX_LAYER_BYTES
+from oci_cache.cache_image.exporting.image_plan import ORIGIN_BASE, ORIGIN_NEW, ImagePlan, LayerRecord
+from oci_cache.cache_image.exporting.layer_packer import DEFAULT_MAX_LAYER_BYTES
 from oci_cache.digests import Digest
 from oci_cache.image_format import Compression, iter_layer
 from oci_cache.errors import CacheError

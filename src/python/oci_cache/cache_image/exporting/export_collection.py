@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Set, Tuple
 from oci_cache.cache_entries import MODE_MAX, MODE_MIN, CacheTo
 from oci_cache.store.interfaces import LocalTier
 from oci_cache.store.action_references import TreeCache, UnreadableResultError, parse_result_references
-from oci_cache.cache_image.importing_blob_store import ImportingBlobStore
+from oci_cache.cache_image.importing.importing_blob_store import ImportingBlobStore
 from oci_cache.cache_image.usage_log import UsageLog
 from oci_cache.digests import EMPTY_DIGEST, Digest
 from oci_cache.errors import CacheError

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from oci_cache.cache_entries import MODE_MAX, MODE_MIN, TYPE_LOCAL, TYPE_REGISTRY, CacheTo
-from oci_cache.cache_image.compaction import choose_layers_to_rewrite, spool_live_blobs
+from oci_cache.cache_image.exporting.compaction import choose_layers_to_rewrite, spool_live_blobs
 from oci_cache.cache_image.entry_targets import open_entry_target, registry_repository
 from oci_cache.cache_image.errors import (
     CacheImageNotFoundError,
@@ -62,19 +62,19 @@ from oci_cache.cache_image.errors import (
     NotACacheImageError,
     UnverifiedImagePartError,
 )
-from oci_cache.cache_image.export_collection import Collected, collect_exportable
-from oci_cache.cache_image.export_markers import ExportMarkers, pending_entries
-from oci_cache.cache_image.image_plan import ORIGIN_IMPORTED, ORIGIN_NEW, BlobRecord, ImagePlan, LayerRecord
-from oci_cache.cache_image.imported_images import ImportSet
-from oci_cache.cache_image.importing_blob_store import ImportingBlobStore
-from oci_cache.cache_image.layer_packer import DEFAULT_MAX_LAYER_BYTES, BlobSourceResolver, LayerPacker
+from oci_cache.cache_image.exporting.export_collection import Collected, collect_exportable
+from oci_cache.cache_image.exporting.export_markers import ExportMarkers, pending_entries
+from oci_cache.cache_image.exporting.image_plan import ORIGIN_IMPORTED, ORIGIN_NEW, BlobRecord, ImagePlan, LayerRecord
+from oci_cache.cache_image.importing.imported_images import ImportSet
+from oci_cache.cache_image.importing.importing_blob_store import ImportingBlobStore
+from oci_cache.cache_image.exporting.layer_packer import DEFAULT_MAX_LAYER_BYTES, BlobSourceResolver, LayerPacker
 from oci_cache.cache_image.loaded_image import LoadedImage, load_cache_image, manifest_reference
-from oci_cache.cache_image.pruning import PruneOutcome, prune_by_bytes, prune_by_duration
-from oci_cache.cache_image.secret_commands import SecretCommandWithholding
-from oci_cache.cache_image.settled_images import SettledImage, SettledKey, nothing_to_publish, settled_from_plan
-from oci_cache.cache_image.unchanged_export import last_used_granularity, plan_matches_image
+from oci_cache.cache_image.exporting.pruning import PruneOutcome, prune_by_bytes, prune_by_duration
+from oci_cache.cache_image.exporting.secret_commands import SecretCommandWithholding
+from oci_cache.cache_image.exporting.settled_images import SettledImage, SettledKey, nothing_to_publish, settled_from_plan
+from oci_cache.cache_image.exporting.unchanged_export import last_used_granularity, plan_matches_image
 from oci_cache.cache_image.usage_log import UsageLog
-from oci_cache.cache_image.work_dirs import remove_stale_work_dirs, work_dir_name
+from oci_cache.cache_image.exporting.work_dirs import remove_stale_work_dirs, work_dir_name
 from oci_cache.digests import Digest
 from oci_cache.errors import CacheError
 from oci_cache.export_report import ExportReport, ExportTargetReport

@@ -72,7 +72,7 @@ class ImagePlan:
         self.actions: Dict[Digest, ActionEntry] = {}
         self.command_records: Dict[Digest, Digest] = {}
         """Command left out (it holds a secret) → the record blob standing in for it
-        (cache_image/secret_commands.py); kept while the record blob is in the plan."""
+        (cache_image/exporting/secret_commands.py); kept while the record blob is in the plan."""
 
     # ---- building ---------------------------------------------------------------------
 

@@ -19,8 +19,8 @@ import logging
 import threading
 from typing import Iterator, Optional
 
-from oci_cache.cache_image.imported_images import ImportSet
-from oci_cache.cache_image.importing_blob_store import ImportingBlobStore
+from oci_cache.cache_image.importing.imported_images import ImportSet
+from oci_cache.cache_image.importing.importing_blob_store import ImportingBlobStore
 from oci_cache.cache_image.usage_log import UsageLog
 from oci_cache.digests import Digest
 from oci_cache.errors import CacheError

@@ -36,8 +36,8 @@ from typing import Iterable, Optional, Tuple
 from google.protobuf.message import DecodeError
 
 from oci_cache.cache_entries import CacheTo
-from oci_cache.cache_image.export_collection import Collected
-from oci_cache.cache_image.image_plan import ImagePlan
+from oci_cache.cache_image.exporting.export_collection import Collected
+from oci_cache.cache_image.exporting.image_plan import ImagePlan
 from oci_cache.digests import Digest
 from oci_cache.errors import CacheError
 from oci_cache.image_format.entry_index import BlobEntry, EntryIndex

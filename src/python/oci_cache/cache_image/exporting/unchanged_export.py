@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Optional
 
 from oci_cache.cache_entries import CacheTo
-from oci_cache.cache_image.image_plan import ImagePlan
+from oci_cache.cache_image.exporting.image_plan import ImagePlan
 from oci_cache.cache_image.loaded_image import LoadedImage
 
 LAST_USED_REFRESH_SECONDS = 3600

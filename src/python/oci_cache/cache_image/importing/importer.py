@@ -29,7 +29,7 @@ from typing import Callable, List, Optional, Sequence
 from oci_cache.cache_entries import CacheFrom
 from oci_cache.cache_image.entry_targets import IMPORT_RETRY, open_entry_target
 from oci_cache.cache_image.errors import CacheImageNotFoundError, NewerFormatError
-from oci_cache.cache_image.imported_images import ImportedImage, ImportSet
+from oci_cache.cache_image.importing.imported_images import ImportedImage, ImportSet
 from oci_cache.cache_image.loaded_image import load_cache_image, manifest_reference
 from oci_cache.errors import CacheError
 from oci_cache.oci.target import ImageTarget

@@ -30,9 +30,9 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 from oci_cache.digests import EMPTY_DIGEST, Digest
 from oci_cache.errors import CacheError, DigestMismatchError, NotFoundError, OutOfRangeError
 from oci_cache.image_format import ActionEntry, BlobEntry, Compression, ImageFormatError, iter_blob_range
-from oci_cache.cache_image.bad_blobs import BadBlobs
+from oci_cache.cache_image.importing.bad_blobs import BadBlobs
 from oci_cache.cache_image.loaded_image import LoadedImage
-from oci_cache.cache_image.small_layer_reads import SmallLayerReads
+from oci_cache.cache_image.importing.small_layer_reads import SmallLayerReads
 from oci_cache.oci.target import ImageTarget
 from oci_cache.store.interfaces import BlobStore
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Set, Tuple
 
-from oci_cache.cache_image.image_plan import ImagePlan
+from oci_cache.cache_image.exporting.image_plan import ImagePlan
 from oci_cache.digests import Digest
 
 
