@@ -10,6 +10,9 @@ crosses one simulated link:
   (a FIFO transmitter: a chunk leaves when the chunks before it have, at `bandwidth`);
 - **connection set-up**: a new connection relays nothing for `setup` seconds (the TCP
   and TLS handshakes of a real connection); the client's connect() itself succeeds at once;
+- **plain HTTP standing in for HTTPS**: the HTTP relays answer a TLS ClientHello at once,
+  off the link, with a plain-HTTP 400 (a client that probes https first learns for free
+  that this registry is plain HTTP; a real registry's TLS handshake is in `setup`);
 - **registry redirects** (`RegistryFront`): an HTTP/1.1 relay that answers every
   `GET /v2/<name>/blobs/<digest>` itself with a 307 to a second listener (the "storage"
   host, like GHCR/ECR/Docker Hub redirecting to S3 or a CDN), which relays the same path,
@@ -199,8 +202,10 @@ class _Listener:
         return f"{self.host}:{self.port}"
 
     async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.link.count(connections=1)
         try:
+            if not await self.admit(reader, writer):
+                return
+            self.link.count(connections=1)
             if self.link.setup > 0:
                 await asyncio.sleep(self.link.setup)
             await self.handle(reader, writer)
@@ -208,6 +213,10 @@ class _Listener:
             pass
         finally:
             writer.close()
+
+    async def admit(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Whether this connection crosses the link (False: it was answered off the link)."""
+        return True
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError
@@ -329,11 +338,29 @@ class HttpRelay(_Listener):
     def __init__(self, link: WanLink, upstream: str, listen: str = "127.0.0.1:0", redirect_blobs_to: Optional[str] = None) -> None:
         self.upstream = _split(upstream)
         self.redirect_blobs_to = redirect_blobs_to
+        self._first_bytes: Dict[int, bytes] = {}
         super().__init__(link, listen)
+
+    async def admit(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        # The registry behind the relay speaks plain HTTP, a real one HTTPS. A client that
+        # tries TLS first (a TLS record starts with 0x16) is told at once, off the link and
+        # free of charge, that this is not TLS (as a plain-HTTP server would answer): the
+        # handshake a real registry needs is in the link's set-up cost instead.
+        first = await reader.read(1)
+        if not first:
+            return False
+        if first == b"\x16":
+            self.link.count_request("TLS probe (answered off the link)")
+            writer.write(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+            return False
+        self._first_bytes[id(writer)] = first
+        return True
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # The client's bytes cross the link into `arrived`, which the relay parses.
         arrived = asyncio.StreamReader(limit=_MAX_HEAD * 2)
+        first = self._first_bytes.pop(id(writer), b"")
 
         async def into_arrived(data: bytes) -> None:
             if data:
@@ -345,6 +372,7 @@ class HttpRelay(_Listener):
         to_client = _DelayedPipe(self.link, self.link.down, _writer_sink(writer), "down_bytes")
 
         async def pump_client() -> None:
+            to_relay.send(first)
             try:
                 while True:
                     data = await reader.read(_CHUNK)

@@ -1,0 +1,620 @@
+#!/usr/bin/env python3
+"""The fresh CI machine over a wide-area link: Pants 2.17.1 served by the plugin from a registry
+across a simulated WAN, against a remote REAPI server (BuildGrid) across the same link, and
+against Pants' own warm local cache.
+
+    .venv/bin/python bench/wan_bench.py                 # both repos, RTT 40 and 100 ms, 3 rounds
+    .venv/bin/python bench/wan_bench.py --rounds 5 --rtt-ms 40 --repo generated
+    #   --rtt-ms MS (repeatable)   --setup-ms MS (default 2 x RTT)   --mbit 400
+    #   --repo basic|generated (repeatable); logs stay in .cache/wan-bench/run until the next run
+
+(From a fresh clone it runs scripts/bootstrap.sh --pants first when .venv or .venv-pants is
+missing, and creates BuildGrid 0.4.4's venv with pyenv's Python 3.11 in .cache/bench/bgvenv,
+shared with bench/pants_bench.sh; BUILDGRID_VENV=DIR uses another.)
+
+The link (bench/wan_link.py, in this process): half a round trip on every chunk each way, one
+400 Mbit/s token bucket per direction, a set-up cost on every new connection (TCP + TLS), and
+a registry front that answers each blob GET with a 307 to a second "storage" listener that
+relays the same request, Range and all, to the same registry (as GHCR, ECR and Docker Hub
+redirect to S3 or a CDN). The registry is Debian's docker-registry; the peer is BuildGrid 0.4.4
+in memory. Both are seeded directly (not across the link) by one cold run each; then for each
+RTT, N rounds of:
+
+    start-up   `pants --version` before and after the round's builds (Pants' own start-up;
+               the mean of the two is subtracted from the round's builds: "net")
+    (c) local  Pants' local store from a cold run, no remote cache (the floor)
+    (b) peer   Pants pointed at BuildGrid across the link (remote_store_address,
+               remote_cache_read/write), fresh local store, --no-local-cache
+    (a) plugin the pants_oci_cache plugin, cache_from/cache_to the registry across the
+               link, on a fresh machine: fresh state dir (the run launches the daemon, which
+               imports the image), fresh local store, --no-local-cache
+
+all with --no-pantsd and fresh Pants directories. Printed per repo and RTT: medians of wall
+and net times, hits of the remote-cacheable processes (from --stats-log), cache timeouts,
+races lost to local execution (remote_cache_speculation_local_completed_first), the
+ratios with their targets, and for (a) the bytes that crossed the link from the registry
+against the index (manifest + config + index layer) + what the daemon served to Pants.
+
+Repos: `basic` is examples/basic; `generated` is examples/basic plus 60 generated
+shell_commands (12 chains of 5; each chain has one output of 1-6 MiB, the rest 64 KiB; the
+bytes are slices of a random seed file, so they are incompressible and deterministic).
+
+Exit status 0 whether or not targets are met; 1 when a run fails. Every process it starts is
+stopped by PID at the end (also on Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from wan_link import LinkCounts, RegistryFront, TcpRelay, WanLink  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BENCH_DIR = REPO_ROOT / ".cache" / "wan-bench"
+WORK = BENCH_DIR / "run"
+PANTS = REPO_ROOT / ".venv-pants" / "bin" / "pants"
+OCI_CACHE = REPO_ROOT / ".venv" / "bin" / "oci-cache"
+VENV_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
+BG_VENV = Path(os.environ.get("BUILDGRID_VENV", str(REPO_ROOT / ".cache" / "bench" / "bgvenv")))
+GOALS = ["export-codegen", "test", "::"]
+PANTS_TIMEOUT = 900
+
+COUNTERS = (
+    "remote_cache_requests",
+    "remote_cache_requests_cached",
+    "remote_cache_requests_uncached",
+    "remote_cache_read_errors",
+    "remote_cache_request_timeouts",
+    "remote_cache_speculation_local_completed_first",
+    "remote_cache_speculation_remote_completed_first",
+    "local_cache_requests",
+    "local_cache_requests_cached",
+)
+
+
+def log(message: str) -> None:
+    print(f"wan_bench: {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise SystemExit(f"wan_bench: {name} exited during start-up (status {process.returncode})")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"wan_bench: {name} did not listen on {port} within {timeout:.0f} s")
+            time.sleep(0.05)
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+# --------------------------------------------------------------------------- prerequisites
+
+
+def ensure_prerequisites() -> None:
+    if not (PANTS.exists() and OCI_CACHE.exists()):
+        log("running scripts/bootstrap.sh --pants ...")
+        subprocess.run([str(REPO_ROOT / "scripts" / "bootstrap.sh"), "--pants"], check=True)
+    if shutil.which("docker-registry") is None:
+        raise SystemExit("wan_bench: docker-registry is not installed (Debian package docker-registry)")
+    if not (BG_VENV / "bin" / "bgd").exists():
+        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True).stdout.strip() or str(Path.home() / ".pyenv")
+        candidates = sorted(glob.glob(f"{root}/versions/3.11.*/bin/python3.11")) or [shutil.which("python3.11") or ""]
+        python311 = candidates[-1]
+        if not python311:
+            raise SystemExit("wan_bench: BuildGrid 0.4.4 needs Python 3.11 (pyenv install 3.11)")
+        log(f"creating BuildGrid's venv in {BG_VENV} ({python311}; pip install buildgrid==0.4.4) ...")
+        BG_VENV.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([python311, "-m", "venv", str(BG_VENV)], check=True)
+        install_log = BG_VENV.parent / "bgvenv-install.log"
+        with open(install_log, "wb") as out:
+            status = subprocess.run([str(BG_VENV / "bin" / "pip"), "install", "-q", "buildgrid==0.4.4"], stdout=out, stderr=out).returncode
+        if status != 0:
+            shutil.rmtree(BG_VENV, ignore_errors=True)
+            raise SystemExit(f"wan_bench: pip install buildgrid failed; see {install_log}")
+
+
+# --------------------------------------------------------------------------- servers
+
+
+class Servers:
+    """docker-registry and BuildGrid on free loopback ports, stopped by PID."""
+
+    def __init__(self) -> None:
+        self.processes: List[subprocess.Popen] = []
+        self.registry_port = free_port()
+        storage = WORK / "registry" / "storage"
+        storage.mkdir(parents=True)
+        config = {
+            "version": 0.1,
+            "log": {"level": "error", "accesslog": {"disabled": True}},
+            "storage": {
+                "filesystem": {"rootdirectory": str(storage)},
+                "delete": {"enabled": True},
+                "maintenance": {"uploadpurging": {"enabled": False}},
+            },
+            "http": {"addr": f"127.0.0.1:{self.registry_port}", "secret": os.urandom(16).hex()},
+            "health": {"storagedriver": {"enabled": False}},
+        }
+        (WORK / "registry" / "config.yml").write_text(json.dumps(config))
+        self._start(["docker-registry", "serve", str(WORK / "registry" / "config.yml")], "registry", self.registry_port)
+        self.buildgrid_port = free_port()
+        (WORK / "buildgrid.yml").write_text(BUILDGRID_CONFIG.format(port=self.buildgrid_port))
+        self._start([str(BG_VENV / "bin" / "bgd"), "server", "start", str(WORK / "buildgrid.yml")], "buildgrid", self.buildgrid_port)
+
+    def _start(self, argv: List[str], name: str, port: int) -> None:
+        with open(WORK / f"{name}.log", "wb") as out:
+            process = subprocess.Popen(argv, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.processes.append(process)
+        wait_for_port(port, process, name)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            stop_process(process)
+
+
+BUILDGRID_CONFIG = """\
+server:
+  - !channel
+    address: "127.0.0.1:{port}"
+    insecure-mode: true
+authorization:
+  method: none
+storages:
+  - !lru-storage &memory
+    size: 4096M
+caches:
+  - !lru-action-cache &memory-ac
+    storage: *memory
+    max-cached-refs: 100000
+    allow-updates: true
+    cache-failed-actions: true
+instances:
+  - name: ""
+    services:
+      - !cas
+        storage: *memory
+      - !bytestream
+        storage: *memory
+      - !action-cache
+        cache: *memory-ac
+"""
+
+
+# --------------------------------------------------------------------------- repos
+
+
+CHAINS = 12
+CHAIN_LENGTH = 5
+SMALL_OUTPUT = 64 * 1024
+SEED_BYTES = 8 << 20
+
+
+def generated_build_file() -> str:
+    """12 chains of 5 shell_commands; step 2 of chain c writes (c % 6 + 1) MiB, the others 64 KiB."""
+    rng = random.Random(10)
+    lines = [
+        "# Generated by bench/wan_bench.py: 12 chains of 5 remote-cacheable processes. Each step",
+        "# copies a slice of seed.bin (random bytes) and depends on the step before it.",
+        "",
+        'files(name="seed", sources=["seed.bin"])',
+        "",
+    ]
+    for chain in range(CHAINS):
+        for step in range(CHAIN_LENGTH):
+            size = ((chain % 6) + 1) << 20 if step == 1 else SMALL_OUTPUT
+            offset = rng.randrange(0, SEED_BYTES - size)
+            deps = ['":seed"'] + ([f'":c{chain}-s{step - 1}"'] if step else [])
+            lines += [
+                "shell_command(",
+                f'    name="c{chain}-s{step}",',
+                f'    command="sleep 0.5; mkdir -p out && tail -c +{offset + 1} seed.bin | head -c {size} > out/c{chain}-s{step}.bin",',
+                '    tools=["sleep", "mkdir", "tail", "head"],',
+                f"    execution_dependencies=[{', '.join(deps)}],",
+                f'    output_files=["out/c{chain}-s{step}.bin"],',
+                ")",
+                "",
+            ]
+    return "\n".join(lines)
+
+
+def make_repo(name: str) -> Path:
+    root = WORK / "repos" / name
+    shutil.copytree(REPO_ROOT / "examples" / "basic", root)
+    if name == "generated":
+        (root / "wan").mkdir()
+        (root / "wan" / "seed.bin").write_bytes(random.Random(1).randbytes(SEED_BYTES))
+        (root / "wan" / "BUILD").write_text(generated_build_file())
+    return root
+
+
+# --------------------------------------------------------------------------- Pants runs
+
+
+@dataclass
+class Run:
+    name: str
+    seconds: float
+    counters: Dict[str, int]
+    output: str
+
+
+class PantsRunner:
+    def __init__(self, repo: Path, name: str) -> None:
+        self.repo = repo
+        self.dir = WORK / "runs" / name
+        self.dir.mkdir(parents=True)
+        self.state_dirs: List[Path] = []
+
+    def run(self, name: str, args: Sequence[str], local_store: Optional[Path] = None, build: bool = True) -> Run:
+        d = self.dir / name
+        (d / "sandboxes").mkdir(parents=True)
+        argv = [
+            str(PANTS),
+            "--no-pantsd",
+            "--no-pantsrc",
+            "--no-watch-filesystem",
+            f"--pants-workdir={d / 'workdir'}",
+            f"--pants-subprocessdir={d / 'pids'}",
+            f"--named-caches-dir={d / 'named-caches'}",
+            f"--local-execution-root-dir={d / 'sandboxes'}",
+            f"--local-store-dir={local_store or d / 'local-store'}",
+        ]
+        if build:
+            argv += [f"--pants-distdir={self.repo / ('dist-' + name)}", "--stats-log", "--ignore-warnings=['Please run with `--plugins=hdrhistogram`']"]
+        argv += list(args) + (GOALS if build else ["--version"])
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PANTS_")}
+        env["NO_SCIE_WARNING"] = "1"
+        env["XDG_CACHE_HOME"] = str(self.dir / "xdg-cache")
+        started = time.monotonic()
+        completed = subprocess.run(
+            argv, cwd=self.repo, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=PANTS_TIMEOUT
+        )
+        seconds = time.monotonic() - started
+        output = completed.stdout.decode("utf-8", "replace")
+        (self.dir / f"{name}.log").write_text(output)
+        if completed.returncode != 0:
+            tail = "\n".join(output.splitlines()[-30:])
+            raise SystemExit(f"wan_bench: pants ({name}) failed with status {completed.returncode}:\n{tail}")
+        return Run(name, seconds, parse_counters(output), output)
+
+    def plugin_args(self, config: Path, state_dir: Path) -> List[str]:
+        self.state_dirs.append(state_dir)
+        return [f"--pants-config-files=+['{config}']", f"--oci-cache-state-dir={state_dir}", "--remote-cache-read", "--remote-cache-write"]
+
+    def stop_daemons(self, state_dir: Path) -> None:
+        if not state_dir.exists():
+            return
+        subprocess.run(
+            [str(OCI_CACHE), "stop", "--state-dir", str(state_dir), "--no-export", "--timeout", "20s"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for file in state_dir.glob("*/daemon.json"):
+            try:
+                pid = int(json.loads(file.read_text())["pid"])
+                os.kill(pid, signal.SIGKILL)
+            except (OSError, ValueError, KeyError):
+                pass
+
+    def stop_all(self) -> None:
+        for state_dir in self.state_dirs:
+            self.stop_daemons(state_dir)
+
+
+def parse_counters(output: str) -> Dict[str, int]:
+    counters: Dict[str, int] = {}
+    on = False
+    for line in output.splitlines():
+        if line.rstrip().endswith("Counters:"):
+            on = True
+            continue
+        if on:
+            m = re.match(r"^\s+([a-z_]+): (\d+)$", line)
+            if m:
+                counters[m.group(1)] = int(m.group(2))
+            elif line.strip() and not line.startswith(" "):
+                on = False
+    return counters
+
+
+def daemon_status(state_dir: Path) -> Dict[str, int]:
+    completed = subprocess.run([str(OCI_CACHE), "status", "--state-dir", str(state_dir), "--json"], capture_output=True, text=True)
+    try:
+        daemons = json.loads(completed.stdout)["daemons"]
+    except (ValueError, KeyError):
+        return {}
+    totals: Dict[str, int] = {}
+    for daemon in daemons:
+        for key in ("bytes_read", "blobs_read", "action_cache_hits", "action_cache_misses"):
+            totals[key] = totals.get(key, 0) + int(daemon.get("status", {}).get(key, 0) or 0)
+    return totals
+
+
+def image_index_bytes(registry: str, repository: str, tag: str) -> int:
+    """Manifest + config + index layer (the last layer) of the image at the ref, as the registry serves them."""
+    request = urllib.request.Request(
+        f"http://{registry}/v2/{repository}/manifests/{tag}",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        body = response.read()
+    manifest = json.loads(body)
+    return len(body) + int(manifest["config"]["size"]) + int(manifest["layers"][-1]["size"])
+
+
+def plugin_config(path: Path, ref: str) -> Path:
+    path.write_text(
+        "[GLOBAL]\n"
+        f'pythonpath = ["{REPO_ROOT / "src" / "python"}"]\n'
+        'backend_packages.add = ["pants_oci_cache"]\n\n'
+        "[oci-cache]\n"
+        f'cache_from = ["{ref}"]\n'
+        f'cache_to = ["{ref}"]\n'
+        f'python = "{VENV_PYTHON}"\n'
+    )
+    return path
+
+
+# --------------------------------------------------------------------------- the measurement
+
+
+@dataclass
+class Sample:
+    seconds: float
+    net: float
+    counters: Dict[str, int]
+    fetched: Optional[LinkCounts] = None
+    index_bytes: int = 0
+    served_bytes: int = 0
+    summary: str = ""
+
+
+@dataclass
+class Series:
+    label: str
+    samples: List[Sample] = field(default_factory=list)
+
+    def median(self, attr: str) -> float:
+        return statistics.median(getattr(s, attr) for s in self.samples)
+
+    def counter_range(self, name: str) -> str:
+        values = sorted(s.counters.get(name, 0) for s in self.samples)
+        return f"{values[0]}" if values[0] == values[-1] else f"{values[0]}-{values[-1]}"
+
+
+def plugin_summary(output: str) -> str:
+    found = re.findall(r"oci-cache: \d+ hits?,.*", output)
+    return found[-1].strip() if found else ""
+
+
+def measure_repo(name: str, servers: Servers, rtts: Sequence[float], setup_ms: Optional[float], mbit: float, rounds: int) -> List[str]:
+    repo = make_repo(name)
+    runner = PantsRunner(repo, name)
+    report: List[str] = []
+    try:
+        registry = f"127.0.0.1:{servers.registry_port}"
+        repository, tag = f"wan/{name}", "cache"
+        seed_config = plugin_config(WORK / f"{name}-seed.toml", f"type=registry,ref={registry}/{repository}:{tag}")
+        log(f"{name}: cold runs (local store; BuildGrid and the registry seeded directly) ...")
+        cold_local = runner.run("local-cold", [])
+        runner.run("buildgrid-cold", [f"--remote-store-address=grpc://127.0.0.1:{servers.buildgrid_port}", "--remote-cache-read", "--remote-cache-write"])
+        seed_state = runner.dir / "plugin-cold-state"
+        cold_plugin = runner.run("plugin-cold", runner.plugin_args(seed_config, seed_state))
+        runner.stop_daemons(seed_state)
+        if not plugin_summary(cold_plugin.output):
+            raise SystemExit(f"wan_bench: the plugin's cold run printed no export summary (see {runner.dir}/plugin-cold.log)")
+        cacheable = cold_plugin.counters.get("remote_cache_requests", 0)
+        for rtt_ms in rtts:
+            setup = (setup_ms if setup_ms is not None else 2 * rtt_ms) / 1000
+            link = WanLink(rtt=rtt_ms / 1000, bandwidth=mbit * 1e6 / 8, setup=setup)
+            front = RegistryFront(link, registry)
+            peer = TcpRelay(link, f"127.0.0.1:{servers.buildgrid_port}")
+            wan_config = plugin_config(WORK / f"{name}-wan-{rtt_ms:g}.toml", f"type=registry,ref={front.address}/{repository}:{tag}")
+            startup, local, buildgrid, plugin = Series("start-up"), Series("(c) Pants' warm local cache"), Series("(b) BuildGrid across the link"), Series("(a) plugin across the link, fresh machine")
+            try:
+                for round_number in range(1, rounds + 1):
+                    tag_ = f"rtt{rtt_ms:g}-{round_number}"
+                    log(f"{name}, RTT {rtt_ms:g} ms, round {round_number} of {rounds}: start-up, local, BuildGrid, plugin ...")
+                    first_startup = runner.run(f"startup-{tag_}-a", [], build=False).seconds
+                    r_local = runner.run(f"local-{tag_}", [], local_store=runner.dir / "local-cold" / "local-store")
+                    r_peer = runner.run(
+                        f"buildgrid-{tag_}",
+                        ["--no-local-cache", f"--remote-store-address=grpc://{peer.address}", "--remote-cache-read", "--remote-cache-write"],
+                    )
+                    state_dir = runner.dir / f"plugin-{tag_}-state"
+                    before = link.snapshot()
+                    r = runner.run(f"plugin-{tag_}", ["--no-local-cache"] + runner.plugin_args(wan_config, state_dir))
+                    status = daemon_status(state_dir)
+                    fetched = link.snapshot() - before
+                    runner.stop_daemons(state_dir)
+                    # Start-up before and after the round's builds; their mean is the round's.
+                    second_startup = runner.run(f"startup-{tag_}-b", [], build=False).seconds
+                    round_startup = (first_startup + second_startup) / 2
+                    startup.samples.append(Sample(round_startup, 0.0, {}, summary=f"{first_startup:.2f}+{second_startup:.2f}"))
+                    local.samples.append(Sample(r_local.seconds, r_local.seconds - round_startup, r_local.counters))
+                    buildgrid.samples.append(Sample(r_peer.seconds, r_peer.seconds - round_startup, r_peer.counters))
+                    plugin.samples.append(
+                        Sample(
+                            r.seconds,
+                            r.seconds - round_startup,
+                            r.counters,
+                            fetched,
+                            image_index_bytes(registry, repository, tag),
+                            status.get("bytes_read", 0),
+                            plugin_summary(r.output),
+                        )
+                    )
+            finally:
+                front.close()
+                peer.close()
+                link.close()
+            report += format_report(name, rtt_ms, setup * 1000, mbit, rounds, cacheable, cold_local.seconds, startup, local, buildgrid, plugin)
+    finally:
+        runner.stop_all()
+    return report
+
+
+def ratio(a: float, b: float) -> str:
+    return "n/a" if b <= 0 else f"{a / b:.2f}"
+
+
+def verdict(value: str, target: float) -> str:
+    return "n/a" if value == "n/a" else ("PASS" if float(value) <= target else "FAIL")
+
+
+def mib(n: float) -> str:
+    return f"{n / (1 << 20):.1f} MiB" if n >= 1 << 20 else f"{n / 1024:.1f} KiB"
+
+
+def format_report(
+    name: str,
+    rtt_ms: float,
+    setup_ms: float,
+    mbit: float,
+    rounds: int,
+    cacheable: int,
+    cold_seconds: float,
+    startup: Series,
+    local: Series,
+    buildgrid: Series,
+    plugin: Series,
+) -> List[str]:
+    lines = [
+        "",
+        f"=== {name}: RTT {rtt_ms:g} ms, {setup_ms:g} ms per new connection, {mbit:g} Mbit/s, 307 blob redirects; {rounds} rounds, medians ===",
+        f"{cacheable} remote-cacheable processes (the plugin's cold run); hits of (c) count Pants' local-cache lookups, which include per-session processes; cold build {cold_seconds:.1f} s",
+        f"{'served by':<44} {'wall s':>7} {'net s':>6} {'hits':>8} {'timeouts':>8} {'lost races':>10}  runs (wall s)",
+    ]
+    lines.append(
+        f"{'pants --version (start-up, before+after)':<44} {startup.median('seconds'):7.2f} {'-':>6} {'':>8} {'':>8} {'':>10}  "
+        + " ".join(f"{s.seconds:.2f} ({s.summary})" for s in startup.samples)
+    )
+    for series, hits in ((local, "local_cache_requests_cached"), (buildgrid, "remote_cache_requests_cached"), (plugin, "remote_cache_requests_cached")):
+        lines.append(
+            f"{series.label:<44} {series.median('seconds'):7.2f} {series.median('net'):6.2f} {series.counter_range(hits):>8} "
+            f"{series.counter_range('remote_cache_request_timeouts') if series is not local else '-':>8} "
+            f"{series.counter_range('remote_cache_speculation_local_completed_first') if series is not local else '-':>10}  "
+            + " ".join(f"{s.seconds:.2f}" for s in series.samples)
+        )
+    fetched = [s.fetched.down_bytes for s in plugin.samples if s.fetched]
+    bodies = [s.fetched.body_bytes for s in plugin.samples if s.fetched]
+    ceilings = [s.index_bytes + s.served_bytes for s in plugin.samples]
+    byte_ratios = [f / c for f, c in zip(fetched, ceilings) if c]
+    lines.append(
+        "(a) from the registry, per run: "
+        + "; ".join(
+            f"{mib(s.fetched.down_bytes)} down ({mib(s.fetched.body_bytes)} bodies, {s.fetched.connections} connections, "
+            f"{sum(s.fetched.requests.values())} requests: {', '.join(f'{k} {v}' for k, v in sorted(s.fetched.requests.items()))}), "
+            f"index {mib(s.index_bytes)} + served {mib(s.served_bytes)}"
+            for s in plugin.samples
+            if s.fetched
+        )
+    )
+    lines.append(f"(a) last run: {plugin.samples[-1].summary}")
+    r_peer = ratio(plugin.median("net"), buildgrid.median("net"))
+    r_local = ratio(plugin.median("net"), local.median("net"))
+    lost_plugin = statistics.median(s.counters.get("remote_cache_speculation_local_completed_first", 0) for s in plugin.samples)
+    lost_peer = statistics.median(s.counters.get("remote_cache_speculation_local_completed_first", 0) for s in buildgrid.samples)
+    timeouts = max(s.counters.get("remote_cache_request_timeouts", 0) for s in plugin.samples)
+    worst_bytes = max(byte_ratios) if byte_ratios else float("nan")
+    lines += [
+        f"{'ratio (net of start-up)':<36} {'value':>7} {'target':>8}  verdict",
+        f"{'plugin / BuildGrid':<36} {r_peer:>7} {'<= 0.7':>8}  {verdict(r_peer, 0.7)}",
+        f"{'plugin / local warm cache':<36} {r_local:>7} {'<= 1.3':>8}  {verdict(r_local, 1.3)}",
+        f"{'BuildGrid / local warm cache':<36} {ratio(buildgrid.median('net'), local.median('net')):>7} {'-':>8}",
+        f"{'races lost, plugin vs BuildGrid':<36} {lost_plugin:>3g} vs {lost_peer:g} {'<= peer':>8}  {'PASS' if lost_plugin <= lost_peer else 'FAIL'}",
+        f"{'plugin cache timeouts (worst run)':<36} {timeouts:>7} {'0':>8}  {'PASS' if timeouts == 0 else 'FAIL'}",
+        f"{'fetched / (index + served), worst':<36} {worst_bytes:>7.2f} {'<= 1.1':>8}  {'PASS' if worst_bytes <= 1.1 else 'FAIL'}"
+        + f"   (bodies only: {max((b / c for b, c in zip(bodies, ceilings) if c), default=float('nan')):.2f})",
+    ]
+    return lines
+
+
+def machine_context() -> str:
+    load = os.getloadavg()
+    return (
+        f"{os.cpu_count()} CPUs, load {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}; {platform.platform()}; "
+        f"Python {platform.python_version()} (bench); Pants 2.17.1; BuildGrid 0.4.4; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rtt-ms", type=float, action="append", help="round-trip time in ms (repeatable; default 40 and 100)")
+    parser.add_argument("--setup-ms", type=float, default=None, help="per new connection, ms (default 2 x RTT: TCP + TLS)")
+    parser.add_argument("--mbit", type=float, default=400.0, help="bandwidth each way, Mbit/s")
+    parser.add_argument("--repo", action="append", choices=["basic", "generated"], help="default both")
+    args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds takes a positive integer")
+    rtts = args.rtt_ms or [40.0, 100.0]
+    repos = args.repo or ["basic", "generated"]
+    ensure_prerequisites()
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    started = time.monotonic()
+    context_before = machine_context()
+    servers = Servers()
+    report: List[str] = []
+    interrupted = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        for name in repos:
+            lines = measure_repo(name, servers, rtts, args.setup_ms, args.mbit, args.rounds)
+            print("\n".join(lines), flush=True)
+            report += lines
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        servers.stop()
+    if interrupted:
+        return 130
+    print(f"\nmachine at start: {context_before}\nmachine at end:   {machine_context()}")
+    print(f"benchmark time: {time.monotonic() - started:.0f} s; logs in {WORK.relative_to(REPO_ROOT)}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
