@@ -273,6 +273,28 @@ class Run:
     seconds: float
     counters: Dict[str, int]
     output: str
+    goal_seconds: float = 0.0
+    """From Pants' "specs are:" log line (its start-up done) to its last log line (the
+    plugin's end-of-run summary, or the stats): the build itself, measured inside the run."""
+
+
+_STAMP = re.compile(r"^(\d\d):(\d\d):(\d\d\.\d\d) \[")
+
+
+def goal_seconds(output: str) -> float:
+    start = end = None
+    for line in output.splitlines():
+        m = _STAMP.match(line)
+        if not m:
+            continue
+        t = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+        if start is None and "specs are:" in line:
+            start = t
+        if start is not None:
+            end = t
+    if start is None or end is None:
+        return float("nan")
+    return (end - start) % 86400
 
 
 class PantsRunner:
@@ -297,7 +319,13 @@ class PantsRunner:
             f"--local-store-dir={local_store or d / 'local-store'}",
         ]
         if build:
-            argv += [f"--pants-distdir={self.repo / ('dist-' + name)}", "--stats-log", "--ignore-warnings=['Please run with `--plugins=hdrhistogram`']"]
+            argv += [
+                f"--pants-distdir={self.repo / ('dist-' + name)}",
+                "--stats-log",
+                "--ignore-warnings=['Please run with `--plugins=hdrhistogram`']",
+                # Its one debug line ("specs are: ...") marks where Pants' start-up ends.
+                "--log-levels-by-target={'pants.init.specs_calculator': 'debug'}",
+            ]
         argv += list(args) + (GOALS if build else ["--version"])
         env = {k: v for k, v in os.environ.items() if not k.startswith("PANTS_")}
         env["NO_SCIE_WARNING"] = "1"
@@ -312,7 +340,7 @@ class PantsRunner:
         if completed.returncode != 0:
             tail = "\n".join(output.splitlines()[-30:])
             raise SystemExit(f"wan_bench: pants ({name}) failed with status {completed.returncode}:\n{tail}")
-        return Run(name, seconds, parse_counters(output), output)
+        return Run(name, seconds, parse_counters(output), output, goal_seconds(output) if build else 0.0)
 
     def plugin_args(self, config: Path, state_dir: Path) -> List[str]:
         self.state_dirs.append(state_dir)
@@ -367,6 +395,21 @@ def daemon_status(state_dir: Path) -> Dict[str, int]:
     return totals
 
 
+def daemon_log_facts(state_dir: Path) -> Dict[str, float]:
+    """From the daemon's log: the import and the hot-set prefetch (bytes read, seconds)."""
+    facts: Dict[str, float] = {}
+    for log_file in state_dir.glob("*/daemon.log"):
+        text = log_file.read_text(errors="replace")
+        for m in re.finditer(r"imported sha256:\S+ .* in ([0-9.]+)s", text):
+            facts["import_seconds"] = float(m.group(1))
+        for m in re.finditer(r"prefetched (\d+) blobs \((\d+) bytes; (\d+) bytes read in (\d+) requests, (\d+) failed\) in ([0-9.]+)s", text):
+            facts["prefetch_blobs"] = facts.get("prefetch_blobs", 0) + int(m.group(1))
+            facts["prefetch_read_bytes"] = facts.get("prefetch_read_bytes", 0) + int(m.group(3))
+            facts["prefetch_requests"] = facts.get("prefetch_requests", 0) + int(m.group(4))
+            facts["prefetch_seconds"] = float(m.group(6))
+    return facts
+
+
 def image_index_bytes(registry: str, repository: str, tag: str) -> int:
     """Manifest + config + index layer (the last layer) of the image at the ref, as the registry serves them."""
     request = urllib.request.Request(
@@ -379,10 +422,16 @@ def image_index_bytes(registry: str, repository: str, tag: str) -> int:
     return len(body) + int(manifest["config"]["size"]) + int(manifest["layers"][-1]["size"])
 
 
+SOURCES = WORK / "src-python"
+"""A copy of src/python taken when the bench starts: the plugin and its daemons run it (the
+daemon's PYTHONPATH starts with the plugin's directory), so editing the work tree during a
+run does not change what is measured."""
+
+
 def plugin_config(path: Path, ref: str) -> Path:
     path.write_text(
         "[GLOBAL]\n"
-        f'pythonpath = ["{REPO_ROOT / "src" / "python"}"]\n'
+        f'pythonpath = ["{SOURCES}"]\n'
         'backend_packages.add = ["pants_oci_cache"]\n\n'
         "[oci-cache]\n"
         f'cache_from = ["{ref}"]\n'
@@ -400,10 +449,12 @@ class Sample:
     seconds: float
     net: float
     counters: Dict[str, int]
+    goal: float = 0.0
     fetched: Optional[LinkCounts] = None
     index_bytes: int = 0
     served_bytes: int = 0
     summary: str = ""
+    daemon: Dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -462,23 +513,26 @@ def measure_repo(name: str, servers: Servers, rtts: Sequence[float], setup_ms: O
                     before = link.snapshot()
                     r = runner.run(f"plugin-{tag_}", ["--no-local-cache"] + runner.plugin_args(wan_config, state_dir))
                     status = daemon_status(state_dir)
+                    facts = daemon_log_facts(state_dir)
                     fetched = link.snapshot() - before
                     runner.stop_daemons(state_dir)
                     # Start-up before and after the round's builds; their mean is the round's.
                     second_startup = runner.run(f"startup-{tag_}-b", [], build=False).seconds
                     round_startup = (first_startup + second_startup) / 2
                     startup.samples.append(Sample(round_startup, 0.0, {}, summary=f"{first_startup:.2f}+{second_startup:.2f}"))
-                    local.samples.append(Sample(r_local.seconds, r_local.seconds - round_startup, r_local.counters))
-                    buildgrid.samples.append(Sample(r_peer.seconds, r_peer.seconds - round_startup, r_peer.counters))
+                    local.samples.append(Sample(r_local.seconds, r_local.seconds - round_startup, r_local.counters, r_local.goal_seconds))
+                    buildgrid.samples.append(Sample(r_peer.seconds, r_peer.seconds - round_startup, r_peer.counters, r_peer.goal_seconds))
                     plugin.samples.append(
                         Sample(
                             r.seconds,
                             r.seconds - round_startup,
                             r.counters,
+                            r.goal_seconds,
                             fetched,
                             image_index_bytes(registry, repository, tag),
                             status.get("bytes_read", 0),
                             plugin_summary(r.output),
+                            facts,
                         )
                     )
             finally:
@@ -519,50 +573,64 @@ def format_report(
     lines = [
         "",
         f"=== {name}: RTT {rtt_ms:g} ms, {setup_ms:g} ms per new connection, {mbit:g} Mbit/s, 307 blob redirects; {rounds} rounds, medians ===",
-        f"{cacheable} remote-cacheable processes (the plugin's cold run); hits of (c) count Pants' local-cache lookups, which include per-session processes; cold build {cold_seconds:.1f} s",
-        f"{'served by':<44} {'wall s':>7} {'net s':>6} {'hits':>8} {'timeouts':>8} {'lost races':>10}  runs (wall s)",
+        f"{cacheable} remote-cacheable processes (the plugin's cold run; (c)'s hits count Pants' local-cache lookups, per-session processes included); cold build {cold_seconds:.1f} s",
+        "build s = from the end of Pants' start-up (its 'specs are' log line) to the run's last line (the plugin's end-of-run export included);",
+        "wall-su = wall time minus the round's `pants --version` (mean of one before and one after the round's builds); the fresh machine's daemon launch is in it",
+        f"{'served by':<42} {'build s':>7} {'wall-su':>7} {'wall s':>7} {'hits':>6} {'timeouts':>8} {'lost':>5}  runs: build s (wall s)",
     ]
     lines.append(
-        f"{'pants --version (start-up, before+after)':<44} {startup.median('seconds'):7.2f} {'-':>6} {'':>8} {'':>8} {'':>10}  "
+        f"{'pants --version (start-up)':<42} {'-':>7} {'-':>7} {startup.median('seconds'):7.2f} {'':>6} {'':>8} {'':>5}  "
         + " ".join(f"{s.seconds:.2f} ({s.summary})" for s in startup.samples)
     )
     for series, hits in ((local, "local_cache_requests_cached"), (buildgrid, "remote_cache_requests_cached"), (plugin, "remote_cache_requests_cached")):
+        remote = series is not local
         lines.append(
-            f"{series.label:<44} {series.median('seconds'):7.2f} {series.median('net'):6.2f} {series.counter_range(hits):>8} "
-            f"{series.counter_range('remote_cache_request_timeouts') if series is not local else '-':>8} "
-            f"{series.counter_range('remote_cache_speculation_local_completed_first') if series is not local else '-':>10}  "
-            + " ".join(f"{s.seconds:.2f}" for s in series.samples)
+            f"{series.label:<42} {series.median('goal'):7.2f} {series.median('net'):7.2f} {series.median('seconds'):7.2f} {series.counter_range(hits):>6} "
+            f"{series.counter_range('remote_cache_request_timeouts') if remote else '-':>8} "
+            f"{series.counter_range('remote_cache_speculation_local_completed_first') if remote else '-':>5}  "
+            + " ".join(f"{s.goal:.2f} ({s.seconds:.2f})" for s in series.samples)
         )
     fetched = [s.fetched.down_bytes for s in plugin.samples if s.fetched]
     bodies = [s.fetched.body_bytes for s in plugin.samples if s.fetched]
     ceilings = [s.index_bytes + s.served_bytes for s in plugin.samples]
-    byte_ratios = [f / c for f, c in zip(fetched, ceilings) if c]
-    lines.append(
-        "(a) from the registry, per run: "
-        + "; ".join(
-            f"{mib(s.fetched.down_bytes)} down ({mib(s.fetched.body_bytes)} bodies, {s.fetched.connections} connections, "
-            f"{sum(s.fetched.requests.values())} requests: {', '.join(f'{k} {v}' for k, v in sorted(s.fetched.requests.items()))}), "
-            f"index {mib(s.index_bytes)} + served {mib(s.served_bytes)}"
-            for s in plugin.samples
-            if s.fetched
+    with_prefetch = [s.index_bytes + s.served_bytes + s.daemon.get("prefetch_read_bytes", 0) for s in plugin.samples]
+    for number, s in enumerate(plugin.samples, 1):
+        if s.fetched is None:
+            continue
+        lines.append(
+            f"(a) run {number} from the registry: {mib(s.fetched.down_bytes)} down ({mib(s.fetched.body_bytes)} bodies), {mib(s.fetched.up_bytes)} up, "
+            f"{s.fetched.connections} connections, requests: {', '.join(f'{k} {v}' for k, v in sorted(s.fetched.requests.items()))}; "
+            f"index {mib(s.index_bytes)}, served {mib(s.served_bytes)}"
+            + (f"; import {s.daemon['import_seconds']:.2f} s" if "import_seconds" in s.daemon else "")
+            + (
+                f"; prefetch {mib(s.daemon['prefetch_read_bytes'])} in {s.daemon['prefetch_requests']:g} requests, {s.daemon['prefetch_seconds']:.2f} s"
+                if "prefetch_read_bytes" in s.daemon
+                else ""
+            )
         )
-    )
     lines.append(f"(a) last run: {plugin.samples[-1].summary}")
-    r_peer = ratio(plugin.median("net"), buildgrid.median("net"))
-    r_local = ratio(plugin.median("net"), local.median("net"))
     lost_plugin = statistics.median(s.counters.get("remote_cache_speculation_local_completed_first", 0) for s in plugin.samples)
     lost_peer = statistics.median(s.counters.get("remote_cache_speculation_local_completed_first", 0) for s in buildgrid.samples)
     timeouts = max(s.counters.get("remote_cache_request_timeouts", 0) for s in plugin.samples)
-    worst_bytes = max(byte_ratios) if byte_ratios else float("nan")
+    worst_bytes = max((f / c for f, c in zip(fetched, ceilings) if c), default=float("nan"))
+    worst_bodies = max((b / c for b, c in zip(bodies, ceilings) if c), default=float("nan"))
+    worst_prefetch = max((f / c for f, c in zip(fetched, with_prefetch) if c), default=float("nan"))
+    lines.append(f"{'ratio':<38} {'build s':>8} {'wall-su':>8} {'wall s':>8} {'target':>8}  verdict (build s / wall-su)")
+    for label, a, b, target in (
+        ("plugin / BuildGrid", plugin, buildgrid, 0.7),
+        ("plugin / Pants' local warm cache", plugin, local, 1.3),
+        ("BuildGrid / Pants' local warm cache", buildgrid, local, None),
+    ):
+        by_goal = ratio(a.median("goal"), b.median("goal"))
+        by_net = ratio(a.median("net"), b.median("net"))
+        by_wall = ratio(a.median("seconds"), b.median("seconds"))
+        judged = f"{verdict(by_goal, target)} / {verdict(by_net, target)}" if target is not None else ""
+        lines.append(f"{label:<38} {by_goal:>8} {by_net:>8} {by_wall:>8} {('<= ' + format(target, 'g')) if target else '-':>8}  {judged}")
     lines += [
-        f"{'ratio (net of start-up)':<36} {'value':>7} {'target':>8}  verdict",
-        f"{'plugin / BuildGrid':<36} {r_peer:>7} {'<= 0.7':>8}  {verdict(r_peer, 0.7)}",
-        f"{'plugin / local warm cache':<36} {r_local:>7} {'<= 1.3':>8}  {verdict(r_local, 1.3)}",
-        f"{'BuildGrid / local warm cache':<36} {ratio(buildgrid.median('net'), local.median('net')):>7} {'-':>8}",
-        f"{'races lost, plugin vs BuildGrid':<36} {lost_plugin:>3g} vs {lost_peer:g} {'<= peer':>8}  {'PASS' if lost_plugin <= lost_peer else 'FAIL'}",
-        f"{'plugin cache timeouts (worst run)':<36} {timeouts:>7} {'0':>8}  {'PASS' if timeouts == 0 else 'FAIL'}",
-        f"{'fetched / (index + served), worst':<36} {worst_bytes:>7.2f} {'<= 1.1':>8}  {'PASS' if worst_bytes <= 1.1 else 'FAIL'}"
-        + f"   (bodies only: {max((b / c for b, c in zip(bodies, ceilings) if c), default=float('nan')):.2f})",
+        f"{'races lost (median), plugin vs BuildGrid':<38} {lost_plugin:>4g} vs {lost_peer:<4g} {'':>8} {'<= peer':>8}  {'PASS' if lost_plugin <= lost_peer else 'FAIL'}",
+        f"{'plugin cache timeouts (worst run)':<38} {timeouts:>8} {'':>8} {'':>8} {'0':>8}  {'PASS' if timeouts == 0 else 'FAIL'}",
+        f"{'fetched / (index + served), worst':<38} {worst_bytes:>8.2f} {'':>8} {'':>8} {'<= 1.1':>8}  {'PASS' if worst_bytes <= 1.1 else 'FAIL'}"
+        f"   (bodies only {worst_bodies:.2f}; with prefetch in the ceiling {worst_prefetch:.2f})",
     ]
     return lines
 
@@ -590,6 +658,7 @@ def main() -> int:
     ensure_prerequisites()
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
+    shutil.copytree(REPO_ROOT / "src" / "python", SOURCES, ignore=shutil.ignore_patterns("__pycache__"))
     started = time.monotonic()
     context_before = machine_context()
     servers = Servers()
