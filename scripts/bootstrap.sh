@@ -17,7 +17,8 @@
 #   OCI_PLUGIN_WHEELHOUSE  .cache/pants-plugin-wheelhouse: wheels/ holds every dependency a
 #                      `[GLOBAL].plugins = ["pants-oci-cache"]` resolve in Pants needs (resolved
 #                      against Pants' own pins, plus the newest grpcio, which the resolve must
-#                      reject), pex.pex the `[pex-cli]` tool Pants would download from GitHub;
+#                      reject, and the pip, setuptools and wheel pex bootstraps before it
+#                      resolves), pex.pex the `[pex-cli]` tool Pants would download from GitHub;
 #                      tests/integration/test_pants_plugin_install.py uses it offline
 # Sourcing runs the steps in a child bash, so it changes neither the caller's working
 # directory nor its shell options; its exit status is that of the bootstrap.
@@ -29,6 +30,10 @@ OCI_PANTS_VERSION="2.17.1"
 OCI_PLUGIN_WHEELHOUSE="$OCI_REPO_ROOT/.cache/pants-plugin-wheelhouse"
 # The `pex` tool version Pants 2.17.1 runs (its `[pex-cli]` default).
 OCI_PEX_VERSION="2.1.137"
+# The pip pex bootstraps before any resolve: Pants 2.17.1's `[python] pip_version` default
+# (23.1.2), with the setuptools and wheel pex 2.1.137 pins for that pip. Pex downloads them
+# from the resolve's own indexes and find-links, so an offline resolve needs them there.
+OCI_PEX_PIP_REQUIREMENTS="pip==23.1.2 setuptools==67.7.2 wheel==0.40.0"
 OCI_DEBIAN_PACKAGES="docker-registry skopeo zstd openssl"
 export OCI_REPO_ROOT OCI_VENV OCI_PANTS_VENV OCI_PANTS_VERSION OCI_PLUGIN_WHEELHOUSE
 # The pip-installed `pants` script warns on every run that it is not the scie launcher.
@@ -151,7 +156,7 @@ bootstrap_plugin_wheelhouse() (
   cd "$OCI_REPO_ROOT"
   local stamp fingerprint scratch pants_pip="$OCI_PANTS_VENV/bin/pip"
   fingerprint="$(bootstrap_fingerprint pyproject.toml "pex==$OCI_PEX_VERSION" \
-    "$OCI_PANTS_VENV/.bootstrap-stamp")"
+    "$OCI_PEX_PIP_REQUIREMENTS" "$OCI_PANTS_VENV/.bootstrap-stamp")"
   stamp="$OCI_PLUGIN_WHEELHOUSE/.bootstrap-stamp"
   if [[ -f "$stamp" && "$(cat "$stamp")" == "$fingerprint" ]]; then
     return 0
@@ -169,6 +174,10 @@ bootstrap_plugin_wheelhouse() (
   # typing-extensions that Pants' pin (4.3.0) excludes, so the resolve has to pass it over.
   "$pants_pip" download --quiet --only-binary=:all: --no-deps --dest "$scratch/wheels" \
     grpcio typing-extensions
+  # The pip pex sets up for itself before it resolves anything (word-split on purpose).
+  # shellcheck disable=SC2086
+  "$pants_pip" download --quiet --only-binary=:all: --no-deps --dest "$scratch/wheels" \
+    $OCI_PEX_PIP_REQUIREMENTS
   "$pants_pip" download --quiet --only-binary=:all: --no-deps --dest "$scratch/pex-wheel" \
     "pex==$OCI_PEX_VERSION"
   # The pex PEX as released (`pex pex==V -c pex -o pex.pex`), built offline from that wheel.
@@ -185,7 +194,7 @@ bootstrap_main() {
     case "$arg" in
       --pants) with_pants=1 ;;
       -h | --help)
-        sed -n '2,23p' "$OCI_REPO_ROOT/scripts/bootstrap.sh" | sed 's/^# \{0,1\}//'
+        sed -n '2,24p' "$OCI_REPO_ROOT/scripts/bootstrap.sh" | sed 's/^# \{0,1\}//'
         return 0
         ;;
       *)

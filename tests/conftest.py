@@ -21,6 +21,25 @@ import os
 # process holds open channels; the tests start servers with subprocess, never plain fork.
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
+import atexit
+import shutil
+import tempfile
+
+
+def _use_a_private_home() -> None:
+    """Every process the tests start gets a new, empty home directory: the caller's
+    ~/.docker credentials, ~/.cache (pip, Pants), ~/.pex and the default state dir
+    (~/.cache/pants-oci-cache) are neither read nor written, so what passes here passes
+    on a fresh machine too. Tests that need such a file write it themselves."""
+    home = tempfile.mkdtemp(prefix="oci-cache-tests-home-")
+    for name in ("DOCKER_CONFIG", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "PEX_ROOT", "PIP_CACHE_DIR"):
+        os.environ.pop(name, None)
+    os.environ["HOME"] = home
+    atexit.register(shutil.rmtree, home, True)
+
+
+_use_a_private_home()
+
 import itertools
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional

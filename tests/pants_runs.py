@@ -68,11 +68,16 @@ def require_pants() -> Path:
 
 
 def pants_environment(scratch: Path, path: Optional[str] = None) -> Dict[str, str]:
-    """The environment of a test's Pants run: no PANTS_* options of the caller, and
-    Pants' default caches (~/.cache/pants, under XDG_CACHE_HOME) kept in `scratch`."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PANTS_")}
+    """The environment of a test's Pants run: no PANTS_* options of the caller, and every
+    home-level cache in `scratch`, empty at first, as on a fresh machine: a private HOME,
+    Pants' default caches (~/.cache/pants, under XDG_CACHE_HOME; pip's too) and pex's
+    PEX_ROOT (~/.pex, where the plugin resolve keeps the pip it bootstraps). So a run never
+    relies on, or writes into, the caches of the user who runs the tests."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PANTS_", "PEX_", "PIP_"))}
     env["NO_SCIE_WARNING"] = "1"
-    env["XDG_CACHE_HOME"] = str(scratch / "xdg-cache")
+    for name, directory in (("HOME", "home"), ("XDG_CACHE_HOME", "xdg-cache"), ("PEX_ROOT", "pex-root")):
+        (scratch / directory).mkdir(parents=True, exist_ok=True)
+        env[name] = str(scratch / directory)
     if path is not None:
         env["PATH"] = path
     return env

@@ -153,8 +153,10 @@ def plugin_config(wheel: Path, own_wheels: Path, state_dir: Path) -> str:
         f'url_template = "file://{pex}"\n'
         "\n"
         "[subprocess-environment]\n"
-        "# This machine's site-wide pip configuration breaks pex's resolves (NOTES.md).\n"
-        'env_vars = ["PIP_CONFIG_FILE=/dev/null"]\n'
+        "# This machine's site-wide pip configuration breaks pex's resolves (NOTES.md). HOME\n"
+        "# passes the run's private home on (tests/pants_runs.py), where pex keeps the pip it\n"
+        "# bootstraps (~/.pex): without it pex falls back to the user's home directory.\n"
+        'env_vars = ["PIP_CONFIG_FILE=/dev/null", "HOME"]\n'
         "\n"
         "[oci-cache]\n"
         f'state_dir = "{state_dir}"\n'
