@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, List
 
 from oci_cache.cache_entries import CacheFrom, CacheTo
 from oci_cache.cache_image.export_markers import ExportMarkers, pending_entries
+from oci_cache.cache_image.hot_set_prefetch import HotSetPrefetch, prefetch_bytes_bound
 from oci_cache.cache_image.imported_images import ImportSet
 from oci_cache.cache_image.importer import DEFAULT_REFRESH_SECONDS, CacheImporter
 from oci_cache.cache_image.importing_action_cache import ImportingActionCache
@@ -68,6 +69,8 @@ def open_oci_tiers(
         imports = ImportSet(expected=len(cache_from))
         importer = CacheImporter(cache_from, imports, refresh_seconds=refresh_seconds)
         blobs = ImportingBlobStore(store, imports)
+        prefetch = HotSetPrefetch(imports, store, prefetch_bytes_bound(config.max_size_bytes))
+        imports.add_install_listener(prefetch.image_installed)
         usage = UsageLog()
         actions = ImportingActionCache(store, blobs, imports, usage)
         markers = ExportMarkers(config.state_dir / EXPORT_DIRECTORY)
@@ -106,6 +109,7 @@ def open_oci_tiers(
         return max((pending_entries(store, markers, entry.to_text()) for entry in cache_to), default=0)
 
     def close() -> None:
+        prefetch.close()
         importer.close()
         with exporter_lock:
             for made in exporter:
