@@ -477,19 +477,25 @@ class _EntryExport:
             plan.blobs[digest] = BlobRecord(layer.digest, offset, length, tar_offset, flag, used_at)
             return True
         store = self.store
-        if digest in collected.results or (store is not None and store.contains(digest)):  # type: ignore[attr-defined]
+        if digest in collected.results:
             plan.add_pending(digest, used_at, flag)
             return True
+        # A blob an imported image holds is carried by reference when its layer can be made
+        # present without sending bytes, even when a copy is local (a hit or the hot-set
+        # prefetch fetched it): carrying costs no upload.
         imports = self.exporter.imports
         located = imports.locate_blob(digest) if imports is not None else None
-        if located is None:
-            return False
-        image, entry = located
-        if self._can_carry(image.target):
+        if located is not None and self._can_carry(located[0].target):
+            image, entry = located
             descriptor = image.loaded.layers[entry.layer]
             layer = LayerRecord(descriptor, image.compression(entry.layer), ORIGIN_IMPORTED, home=image.target)
             plan.add_blob_from(digest, entry, plan.layers.get(descriptor.digest) or layer, used_at, flag)
             return True
+        if store is not None and store.contains(digest):  # type: ignore[attr-defined]
+            plan.add_pending(digest, used_at, flag)
+            return True
+        if located is None:
+            return False
         fetcher = self.exporter.fetcher
         if fetcher is not None and not fetcher.ensure_local([digest]):
             plan.add_pending(digest, used_at, flag)

@@ -181,9 +181,12 @@ class HotSetPrefetch:
         others.sort(key=lambda entry: -entry.last_used)
         chosen: List[BlobEntry] = []
         budget = self.max_bytes
+        store_bytes = getattr(self.store, "max_size_bytes", None)
         for entry in results + others:
             if entry.compressed_length > min(budget, self.max_span_bytes * 8):
                 continue
+            if isinstance(store_bytes, int) and entry.digest.size_bytes > store_bytes // 4:
+                continue  # (an entry may claim any size: never trusted, left to the lazy read's checks)
             if image.bad_blobs.is_set_aside(entry.digest) or self.store.contains(entry.digest):
                 continue
             chosen.append(entry)
@@ -269,9 +272,10 @@ class HotSetPrefetch:
             piece = data[begin : begin + entry.compressed_length]
             if len(piece) != entry.compressed_length or self.store.contains(entry.digest):
                 continue
-            writer = self.store.begin_write(entry.digest)
+            writer = None
             committed = False
             try:
+                writer = self.store.begin_write(entry.digest)
                 for chunk in iter_blob_range(io.BytesIO(piece), entry.digest, compression):
                     writer.write(chunk)
                 writer.commit()
@@ -281,7 +285,7 @@ class HotSetPrefetch:
                 with lock:
                     stats.failures += 1
             finally:
-                if not committed:
+                if writer is not None and not committed:
                     writer.abort()
             if committed:
                 self.imports.counters.add_blob(entry.digest.size_bytes)
