@@ -4,7 +4,7 @@ through an OCI layout directory.
 
 The exporting side is one local store (module-scoped) with successful actions, a
 failed one, and a 5 MB output spanning several compression units; the importing
-side is what `oci-cache serve` builds (open_oci_tiers) on a new state directory.
+side is what `oci-cache serve` builds (open_serving_stack) on a new state directory.
 """
 
 from __future__ import annotations

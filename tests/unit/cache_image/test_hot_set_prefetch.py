@@ -17,9 +17,10 @@ from oci_cache.cache_image.exporter import UNCHANGED_MESSAGE, CacheExporter
 from oci_cache.cache_image.hot_set_prefetch import HotSetPrefetch, plan_spans, prefetch_bytes_bound
 from oci_cache.cache_image.imported_images import ImportSet
 from oci_cache.cache_image.importer import CacheImporter
-from oci_cache.cache_image.importing_action_cache import ImportingActionCache
 from oci_cache.cache_image.importing_blob_store import ImportingBlobStore
 from oci_cache.cache_image.result_equivalence import same_but_execution_metadata
+from oci_cache.cache_image.serving_stack import honest_action_cache
+from oci_cache.cache_image.usage_log import UsageLog
 from oci_cache.digests import Digest
 from oci_cache.image_format import BlobEntry
 from oci_cache.reapi import remote_execution_pb2 as re_pb2
@@ -63,7 +64,8 @@ class Tier:
         self.imports = ImportSet(expected=1)
         self.importer = CacheImporter([parse_cache_from(f"type=local,src={layout}")], self.imports, refresh_seconds=0)
         self.blobs = ImportingBlobStore(self.local, self.imports)
-        self.actions = ImportingActionCache(self.local, self.blobs, self.imports)
+        self.usage = UsageLog()
+        self.actions = honest_action_cache(self.local, self.blobs, self.imports, self.usage)
         self.importer.import_all()
         self.image = self.imports.images()[0]
 
@@ -154,7 +156,7 @@ def test_an_export_after_a_local_run_rewrote_a_hit_with_new_execution_metadata_p
             assert tier.actions.get_action_result(recorded.action) == recorded.result
         # The local run of the first action finished first and Pants wrote its own result.
         tier.actions.put_action_result(actions[0].action, _with_new_execution_metadata(actions[0].result))
-        exporter = CacheExporter(tier.local, tmp_path / "export", imports=tier.imports, usage=tier.actions.usage, fetcher=tier.blobs, confirm_delay=0)
+        exporter = CacheExporter(tier.local, tmp_path / "export", imports=tier.imports, usage=tier.usage, fetcher=tier.blobs, confirm_delay=0)
         report = exporter.export([parse_cache_to(f"type=local,dest={path}")])
         exporter.close()
     finally:

@@ -3,7 +3,7 @@
     exporter = CacheExporter(store, state_dir / "export", imports=..., usage=..., fetcher=...)
     report = exporter.export(entries)          # ExportReport: one ExportTargetReport per entry
 
-Per entry (SPEC §3):
+Per entry (docs/format.md):
 
 1. Collect. The action results acknowledged since this entry's last successful
    export (the local store's durable journal, see export_markers.py) plus the
