@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
 
 from oci_cache.cache_entries import CacheFrom, CacheTo
 from oci_cache.cache_image.exporting.export_markers import ExportMarkers, pending_entries
+from oci_cache.cache_image.hot_set_prefetch import HotSetPrefetch, prefetch_bytes_bound
 from oci_cache.cache_image.importing.imported_images import ImportSet
 from oci_cache.cache_image.importing.importer import DEFAULT_REFRESH_SECONDS, CacheImporter, ImportState
 from oci_cache.cache_image.importing.importing_action_cache import ImportingActionCache
@@ -144,6 +145,8 @@ def open_serving_stack(
         imports = ImportSet(expected=len(cache_from))
         importer = CacheImporter(cache_from, imports, refresh_seconds=refresh_seconds)
         blobs = ImportingBlobStore(store, imports)
+        prefetch = HotSetPrefetch(imports, store, prefetch_bytes_bound(max_size_bytes))
+        imports.add_install_listener(prefetch.image_installed)
         usage = UsageLog()
         action_cache = honest_action_cache(store, blobs, imports, usage)
         export_dir = Path(state_dir) / EXPORT_DIRECTORY
@@ -173,7 +176,7 @@ def open_serving_stack(
         importer=importer,
         export=exporter.export if cache_to else None,
         pending_export_entries=pending if cache_to else None,
-        close_first=(exporter.close, blobs.close),
+        close_first=(prefetch.close, exporter.close, blobs.close),
     )
     if start_import:
         stack.start()
