@@ -14,11 +14,11 @@ import pytest
 from action_scenario import RecordedAction, make_action, store_action
 from oci_cache.cache_entries import parse_cache_from, parse_cache_to
 from oci_cache.cache_image.exporting.exporter import UNCHANGED_MESSAGE, CacheExporter
-from oci_cache.cache_image.hot_set_prefetch import HotSetPrefetch, plan_spans, prefetch_bytes_bound
+from oci_cache.cache_image.importing.hot_set_prefetch import HotSetPrefetch, plan_spans, prefetch_bytes_bound
 from oci_cache.cache_image.importing.imported_images import ImportSet
 from oci_cache.cache_image.importing.importer import CacheImporter
 from oci_cache.cache_image.importing.importing_blob_store import ImportingBlobStore
-from oci_cache.cache_image.result_equivalence import same_but_execution_metadata
+from oci_cache.cache_image.exporting.result_equivalence import same_but_execution_metadata
 from oci_cache.cache_image.serving_stack import honest_action_cache
 from oci_cache.cache_image.usage_log import UsageLog
 from oci_cache.digests import Digest

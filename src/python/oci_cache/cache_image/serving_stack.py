@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
 
 from oci_cache.cache_entries import CacheFrom, CacheTo
 from oci_cache.cache_image.exporting.export_markers import ExportMarkers, pending_entries
-from oci_cache.cache_image.hot_set_prefetch import HotSetPrefetch, prefetch_bytes_bound
+from oci_cache.cache_image.importing.hot_set_prefetch import HotSetPrefetch, prefetch_bytes_bound
 from oci_cache.cache_image.importing.imported_images import ImportSet
 from oci_cache.cache_image.importing.importer import DEFAULT_REFRESH_SECONDS, CacheImporter, ImportState
 from oci_cache.cache_image.importing.importing_action_cache import ImportingActionCache

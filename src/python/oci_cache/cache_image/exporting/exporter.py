@@ -70,7 +70,7 @@ from oci_cache.cache_image.importing.importing_blob_store import ImportingBlobSt
 from oci_cache.cache_image.exporting.layer_packer import DEFAULT_MAX_LAYER_BYTES, BlobSourceResolver, LayerPacker
 from oci_cache.cache_image.loaded_image import LoadedImage, load_cache_image, manifest_reference
 from oci_cache.cache_image.exporting.pruning import PruneOutcome, prune_by_bytes, prune_by_duration
-from oci_cache.cache_image.result_equivalence import same_but_execution_metadata
+from oci_cache.cache_image.exporting.result_equivalence import same_but_execution_metadata
 from oci_cache.cache_image.exporting.secret_commands import SecretCommandWithholding
 from oci_cache.cache_image.exporting.settled_images import SettledImage, SettledKey, nothing_to_publish, settled_from_plan
 from oci_cache.cache_image.exporting.unchanged_export import last_used_granularity, plan_matches_image
