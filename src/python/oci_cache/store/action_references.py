@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from dataclasses import dataclass
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, NamedTuple, Optional, Tuple
 
 from google.protobuf.message import DecodeError
 
@@ -28,8 +27,7 @@ class UnreadableResultError(InvalidArgumentError):
     """An ActionResult or Tree that does not parse or holds an invalid digest."""
 
 
-@dataclass(frozen=True)
-class ResultReferences:
+class ResultReferences(NamedTuple):
     """What one ActionResult references directly."""
 
     exit_code: int
@@ -43,21 +41,21 @@ class TreeReferences:
     """The non-empty digests one Tree references, in the order of its directories:
     each directory's files, then its subdirectories' digests."""
 
-    __slots__ = ("_entries",)
+    __slots__ = ("_files", "_all")
 
     def __init__(self, entries: Tuple[Tuple[Digest, bool], ...]) -> None:
-        self._entries = entries  # (digest, is a directory)
+        # (digest, is a directory) pairs; both answers are kept ready (a hit asks on every lookup).
+        self._all = tuple(dict.fromkeys(digest for digest, _ in entries))
+        self._files = tuple(dict.fromkeys(digest for digest, is_directory in entries if not is_directory))
 
     def needed(self, directories_in_cas: bool) -> Tuple[Digest, ...]:
         """What a hit needs: the files, plus the directories when they are fetched from the CAS."""
-        if directories_in_cas:
-            return tuple(dict.fromkeys(digest for digest, _ in self._entries))
-        return tuple(dict.fromkeys(digest for digest, is_directory in self._entries if not is_directory))
+        return self._all if directories_in_cas else self._files
 
     @property
     def weight(self) -> int:
         """What it costs to keep in the cache, in digests (1 for the tree itself)."""
-        return 1 + len(self._entries)
+        return 1 + len(self._all)
 
 
 def parse_result_references(serialized: bytes) -> ResultReferences:
