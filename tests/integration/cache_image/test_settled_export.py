@@ -1,6 +1,6 @@
 """An export with nothing new to a settled image (one the full path just left as it
 was) answers "unchanged" without building a plan; anything that would change the
-image still takes the full path (settled_images.py)."""
+image still takes the full path (unchanged_export.py)."""
 
 from __future__ import annotations
 

@@ -40,16 +40,20 @@ entry has ignore-error=true) and never raised.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import os
 import random
+import re
 import shutil
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 from oci_cache.cache_entries import MODE_MAX, MODE_MIN, TYPE_LOCAL, TYPE_REGISTRY, CacheTo
 from oci_cache.cache_image.exporting.compaction import choose_layers_to_rewrite, spool_live_blobs
@@ -72,14 +76,18 @@ from oci_cache.cache_image.loaded_image import LoadedImage, load_cache_image, ma
 from oci_cache.cache_image.exporting.pruning import PruneOutcome, prune_by_bytes, prune_by_duration
 from oci_cache.cache_image.exporting.result_equivalence import same_but_execution_metadata
 from oci_cache.cache_image.exporting.secret_commands import SecretCommandWithholding
-from oci_cache.cache_image.exporting.settled_images import SettledImage, SettledKey, nothing_to_publish, settled_from_plan
-from oci_cache.cache_image.exporting.unchanged_export import last_used_granularity, plan_matches_image
+from oci_cache.cache_image.exporting.unchanged_export import (
+    SettledImage,
+    SettledKey,
+    last_used_granularity,
+    nothing_to_publish,
+    plan_matches_image,
+    settled_from_plan,
+)
 from oci_cache.cache_image.usage_log import UsageLog
-from oci_cache.cache_image.exporting.work_dirs import remove_stale_work_dirs, work_dir_name
 from oci_cache.digests import Digest
 from oci_cache.errors import CacheError
 from oci_cache.export_report import ExportReport, ExportTargetReport
-from oci_cache.gc_pause import cyclic_gc_paused
 from oci_cache.image_format import (
     ActionEntry,
     CacheConfig,
@@ -160,7 +168,7 @@ class CacheExporter:
         """How far each entry has exported the journal (None when pruning)."""
         self._lock = threading.Lock()
         self.settled: Dict[SettledKey, SettledImage] = {}
-        """Images the full path last found needing nothing, per entry (settled_images.py)."""
+        """Images the full path last found needing nothing, per entry (unchanged_export.py)."""
         self._targets: Dict[str, ImageTarget] = {}
         """Targets opened by export_entry, kept for the next export of the same entry (its
         connections, scheme probe and registry token stay warm); dropped after a failure."""
@@ -375,7 +383,7 @@ class _EntryExport:
         return _Published(digest, counts[0], counts[1], counts[2], message)
 
     def _settled_and_unchanged(self, collected: Collected) -> Optional[_Published]:
-        """The quick "unchanged" (settled_images.py), or None: take the full path."""
+        """The quick "unchanged" (unchanged_export.py), or None: take the full path."""
         settled = self.exporter.settled.get(self.key)
         if settled is None or self.prune_only:
             return None
@@ -777,6 +785,72 @@ def _entry_like(target: ImageTarget) -> CacheTo:
         oci_mediatypes=image.parsed.oci_mediatypes,
         image_manifest=image.parsed.image_manifest,
     )
+
+
+# ---- scratch directories ------------------------------------------------------------
+# An export spools its new layers under WORK/tmp-<pid>-<random>/ and removes that directory
+# when it ends. A process killed mid-export (kill -9, OOM, power off) cannot, so without
+# this every crashed export would leave its layers on disk for good. `remove_stale_work_dirs`
+# deletes every such directory whose process is gone (and ones named before the pid was
+# part of the name); directories of live processes, such as other exporters sharing WORK,
+# are left alone.
+
+_WORK_DIR_PREFIX = "tmp-"
+_WORK_DIR_WITH_PID = re.compile(r"tmp-(\d+)-[0-9a-f]+")
+
+
+def work_dir_name() -> str:
+    """A new scratch directory name for this process: tmp-<pid>-<random>."""
+    return f"{_WORK_DIR_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+
+def _process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def remove_stale_work_dirs(directory: Path) -> List[str]:
+    """Removes scratch directories of processes that are gone; their names."""
+    removed: List[str] = []
+    try:
+        candidates = [path for path in Path(directory).iterdir() if path.name.startswith(_WORK_DIR_PREFIX) and path.is_dir()]
+    except OSError:
+        return removed
+    for path in candidates:
+        match = _WORK_DIR_WITH_PID.fullmatch(path.name)
+        if match is not None and _process_alive(int(match.group(1))):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path.name)
+    if removed:
+        logger.info("removed %d scratch directories of interrupted exports in %s", len(removed), directory)
+    return removed
+
+
+# ---- the cyclic garbage collector, paused while the plan is built ---------------------
+# Building the plan of a large cache image creates hundreds of thousands of small objects
+# that all stay alive; each of the collector's passes over the growing heap finds nothing
+# to free and costs a good part of the time (docs/performance.md has the measurement).
+# Reference counting still frees everything as usual while paused; only the search for
+# reference cycles waits until the block ends.
+
+@contextlib.contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """Disables the cyclic collector for the block (re-enabled after it if it was on)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 __all__ = ["CacheExporter", "UNCHANGED_MESSAGE", "prune_cache_image"]

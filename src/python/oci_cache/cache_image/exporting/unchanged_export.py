@@ -1,22 +1,49 @@
-"""Whether an export would write the image that is already at the ref.
+"""Is this export a no-op? Whether an export would write the image that is already at the ref.
 
-An end-of-run export whose run wrote nothing new still "uses" imported entries,
-which raises their last_used times; publishing a new manifest for that alone costs
-an index and config upload, a manifest PUT and the confirm delay on every Pants
-run. So last_used times are refreshed only when they are
-stale by more than a granularity (an hour, or a quarter of keep-duration when that
-is shorter, so that keep-duration never prunes an entry in use): when the plan
-differs from the base image by fresher-but-not-stale times alone, the export keeps
-the image at the ref as it is.
+Two halves answer it.
+
+**The plan matches the image** (`plan_matches_image`). An end-of-run export whose run
+wrote nothing new still "uses" imported entries, which raises their last_used times;
+publishing a new manifest for that alone costs an index and config upload, a manifest
+PUT and the confirm delay on every Pants run. So last_used times are refreshed only
+when they are stale by more than a granularity (an hour, or a quarter of keep-duration
+when that is shorter, so that keep-duration never prunes an entry in use): when the plan
+differs from the base image by fresher-but-not-stale times alone, the export keeps the
+image at the ref as it is.
+
+**A settled image needs nothing** (`nothing_to_publish`), answered without rebuilding
+the plan of a large image. The full export path turns the whole image at the ref into a
+plan (every entry a Python object) before it can tell that nothing changed, a cost paid
+at the end of every Pants run. An exporter that has just concluded, through that full
+path, that the image at the ref needs nothing remembers it as *settled* (its manifest
+digest and its oldest last_used). The next export of the same entry, while the ref still
+names that manifest, only checks what it collected against the image's index (bisects,
+no plan):
+
+- the format is the entry's (mode, compression, media types);
+- keep-duration would drop nothing yet (the oldest last_used is recent enough);
+- every collected action is in the image with the same result, exit code and
+  min-eligibility, and its last_used is not stale (the same granularity);
+- every blob those actions need, and with mode=max every local blob, is in the image,
+  min-eligible where a min-eligible action needs it, and not stale.
+
+Then the full path would find the same (it is a fixed point: it just left this very
+image unchanged), so the export is "unchanged" at the cost of a HEAD and an index
+read. Anything else, or any doubt, takes the full path.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Optional, Tuple
 
 from oci_cache.cache_entries import CacheTo
+from oci_cache.cache_image.exporting.export_collection import Collected
 from oci_cache.cache_image.exporting.image_plan import ImagePlan
+from oci_cache.cache_image.exporting.secret_commands import find_blob_or_record
 from oci_cache.cache_image.loaded_image import LoadedImage
+from oci_cache.errors import CacheError
+from oci_cache.image_format.entry_index import EntryIndex
 
 LAST_USED_REFRESH_SECONDS = 3600
 
@@ -65,8 +92,9 @@ def plan_matches_image(plan: ImagePlan, base: LoadedImage, entry: CacheTo, granu
     return True
 
 
-def _stale(stored: int, planned: int, granularity: float) -> bool:
-    return not stored or planned - stored >= granularity
+def _stale(stored: int, used_at: int, granularity: float) -> bool:
+    """Whether a stored last_used time is to be refreshed to `used_at` (never stored: yes)."""
+    return not stored or used_at - stored >= granularity
 
 
 def same_format(base: LoadedImage, entry: CacheTo) -> bool:
@@ -79,4 +107,75 @@ def same_format(base: LoadedImage, entry: CacheTo) -> bool:
     )
 
 
-__all__ = ["LAST_USED_REFRESH_SECONDS", "last_used_granularity", "plan_matches_image", "same_format"]
+# ---- a settled image -------------------------------------------------------------
+
+SettledKey = Tuple[str, Optional[float], Optional[int]]
+"""(entry text, keep-duration, keep-bytes): what an export's outcome depends on."""
+
+
+@dataclass(frozen=True)
+class SettledImage:
+    digest: str
+    oldest_last_used: int
+
+
+def settled_from_plan(digest: str, plan: ImagePlan) -> SettledImage:
+    times = [action.last_used for action in plan.actions.values()]
+    times.extend(record.last_used for record in plan.blobs.values())
+    return SettledImage(digest, min(times) if times else 0)
+
+
+def nothing_to_publish(
+    settled: SettledImage,
+    base: LoadedImage,
+    collected: Collected,
+    entry: CacheTo,
+    keep_duration: Optional[float],
+    now: int,
+) -> bool:
+    """True when the full export path would leave `base` (the settled image) as it is."""
+    if base.digest != settled.digest or not same_format(base, entry):
+        return False
+    if keep_duration is not None and settled.oldest_last_used < now - keep_duration:
+        return False  # pruning is due
+    try:
+        return _all_in_index_and_fresh(base.index, collected, last_used_granularity(keep_duration))
+    except CacheError:  # an entry the full path would refuse too: let it say so
+        return False
+
+
+def _all_in_index_and_fresh(index: EntryIndex, collected: Collected, granularity: float) -> bool:
+    for item in collected.actions:
+        min_eligible = item.exit_code == 0
+        stored = index.find_action(item.action)
+        if stored is None or (stored.result, stored.exit_code, stored.min_eligible) != (
+            item.result,
+            item.exit_code,
+            min_eligible,
+        ):
+            return False
+        if _stale(stored.last_used or stored.created, item.used_at, granularity):
+            return False
+        for digest in item.needed:
+            blob = index.find_blob(digest)
+            if blob is None or (min_eligible and not blob.min_eligible):
+                return False
+            if _stale(blob.last_used, item.used_at, granularity):
+                return False
+    for digest, used_at in collected.blob_times.items():
+        blob = find_blob_or_record(index, digest)  # a Command holding a secret is there as its record
+        if blob is None or _stale(blob.last_used, used_at, granularity):
+            return False
+    return True
+
+
+__all__ = [
+    "LAST_USED_REFRESH_SECONDS",
+    "SettledImage",
+    "SettledKey",
+    "last_used_granularity",
+    "nothing_to_publish",
+    "plan_matches_image",
+    "same_format",
+    "settled_from_plan",
+]
