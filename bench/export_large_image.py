@@ -5,7 +5,7 @@ layout, then times, with a local store holding one action of its own:
 
   publish         an export adding one new action (merge, index, manifest)
   unchanged-full  an export with nothing new by a fresh exporter (builds the plan)
-  unchanged       the same export once the image is settled (settled_images.py)
+  unchanged       the same export once the image is settled (unchanged_export.py)
 
 and, in the same run, the ceilings they are compared with:
 
