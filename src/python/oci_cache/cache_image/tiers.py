@@ -25,6 +25,7 @@ from oci_cache.cache_image.importer import DEFAULT_REFRESH_SECONDS, CacheImporte
 from oci_cache.cache_image.importing_action_cache import ImportingActionCache
 from oci_cache.cache_image.importing_blob_store import ImportingBlobStore
 from oci_cache.cache_image.usage_log import UsageLog
+from oci_cache.explain.candidates import ExplainSources
 from oci_cache.export_report import ExportReport
 from oci_cache.store.completeness import CompletenessCheckingActionCache
 from oci_cache.store.local_store import LocalStore
@@ -61,6 +62,7 @@ def open_oci_tiers(
             action_cache=CompletenessCheckingActionCache(store, store),
             close=store.close,
             local_store_stats=store.stats,
+            explain_sources=ExplainSources(store.iter_action_digests),
         )
     try:
         imports = ImportSet(expected=len(cache_from))
@@ -114,6 +116,7 @@ def open_oci_tiers(
         pending_export_entries=pending if cache_to else None,
         start=None if start_import else importer.start,
         import_states=importer.states,
+        explain_sources=ExplainSources(store.iter_action_digests, imports),
     )
 
 

@@ -130,6 +130,8 @@ class Tiers:
     start: Optional[Callable[[], None]] = None
     # For GetStatus: what each cache-from entry's import got (importer.ImportState).
     import_states: Optional[Callable[[], List[Any]]] = None
+    # Where `oci-cache explain` looks for a miss's nearest cached action (explain.candidates).
+    explain_sources: Optional[Any] = None
 
 
 def open_local_tiers(config: ServeConfig) -> Tiers:
@@ -140,7 +142,14 @@ def open_local_tiers(config: ServeConfig) -> Tiers:
         action_cache=CompletenessCheckingActionCache(store, store),
         close=store.close,
         local_store_stats=store.stats,
+        explain_sources=local_explain_sources(store),
     )
+
+
+def local_explain_sources(store: LocalStore) -> Any:
+    from oci_cache.explain.candidates import ExplainSources
+
+    return ExplainSources(store.iter_action_digests)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -224,6 +233,7 @@ def _serve_tiers(config: ServeConfig, tiers: Tiers, stop: threading.Event) -> in
         local_store_stats=tiers.local_store_stats,
         pending_export_entries=tiers.pending_export_entries,
         import_states=tiers.import_states,
+        miss_recorder=_miss_recorder(config, tiers),
     )
     try:
         server, port = build_server(
@@ -261,6 +271,21 @@ def _serve_tiers(config: ServeConfig, tiers: Tiers, stop: threading.Event) -> in
         runtime.stop(server, STOP_GRACE_SECONDS)
         remove_daemon_state(config.state_dir, pid=os.getpid())
     return 0
+
+
+def _miss_recorder(config: ServeConfig, tiers: Tiers) -> Any:
+    """What records this daemon's misses for `oci-cache explain` (explain/daemon_hook.py)."""
+    if tiers.explain_sources is None:
+        return None
+    from oci_cache.explain.daemon_hook import open_miss_recorder
+
+    return open_miss_recorder(
+        config.state_dir,
+        tiers.blobs,
+        tiers.explain_sources,
+        key_file=getattr(config, "masking_key_file", None),
+        extra_secret_names=getattr(config, "secret_env_names", ()),
+    )
 
 
 def _entry_texts(entries: Sequence[object]) -> Tuple[str, ...]:

@@ -161,6 +161,19 @@ class ControlClient:
     def shutdown(self, skip_export: bool = False, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
         self._call("POST", "/v1/shutdown", {"skip_export": skip_export}, timeout)
 
+    # explain/control_routes.py: the record of this run's misses.
+    def explain(self, timeout: Optional[float] = 30.0) -> Dict[str, Any]:
+        """The explain/v1 report of the current (or last finished) run."""
+        return self._call("GET", "/v1/explain", None, timeout)
+
+    def send_descriptions(self, descriptions: Dict[str, str], timeout: float = DEFAULT_TIMEOUT_SECONDS) -> int:
+        """Attaches Pants' process descriptions ("HASH/SIZE" -> text) to the run's misses; how many matched."""
+        return int(self._call("POST", "/v1/explain/descriptions", {"descriptions": descriptions}, timeout).get("matched", 0))
+
+    def finish_explain(self, timeout: Optional[float] = 30.0) -> str:
+        """Ends the daemon's record of this run (saved for `oci-cache explain`); the misses' summary clause."""
+        return str(self._call("POST", "/v1/explain/finish", None, timeout).get("summary", ""))
+
     def _call(self, method: str, path: str, body: Optional[Dict[str, Any]], timeout: Optional[float]) -> Dict[str, Any]:
         payload = json.dumps(body).encode("utf-8") if body is not None else b""
         headers = {"Content-Type": "application/json", "Content-Length": str(len(payload))}

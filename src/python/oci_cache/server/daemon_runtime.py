@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from oci_cache.export_report import ExportReport
 from oci_cache.server.activity import Activity, ActivityInterceptor
@@ -30,6 +30,9 @@ from oci_cache.server.grpc_server import CacheServer, ServerOptions
 from oci_cache.store.interfaces import ActionCache, BlobStore
 from oci_cache.store.local_store import LocalStoreStats
 from oci_cache.store.metrics import MetricsActionCache, MetricsBlobStore, StoreMetrics
+
+if TYPE_CHECKING:
+    from oci_cache.explain.recorder import MissRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +58,16 @@ class DaemonRuntime:
         local_store_stats: Optional[Callable[[], LocalStoreStats]] = None,
         pending_export_entries: Optional[Callable[[], int]] = None,
         import_states: Optional[Callable[[], Sequence[Any]]] = None,
+        miss_recorder: Optional["MissRecorder"] = None,
     ) -> None:
         self.identity = identity
         self.metrics = StoreMetrics()
         self.blobs = MetricsBlobStore(blobs, self.metrics)
+        self.miss_recorder = miss_recorder
+        if miss_recorder is not None:  # explain/recorder.py: every miss and upload of a run
+            from oci_cache.explain.recorder import RecordingActionCache
+
+            action_cache = RecordingActionCache(action_cache, miss_recorder)
         self.action_cache = MetricsActionCache(action_cache, self.metrics)
         self.activity = Activity()
         self.exporter = CoalescingExport(export) if export is not None else None
@@ -76,7 +85,11 @@ class DaemonRuntime:
             import_states=import_states,
         )
         self._control_service = ControlService(self.control)
-        self._http = ControlHttpServer(self.control, self.activity, bearer_token) if control_http else None
+        self._http = (
+            ControlHttpServer(self.control, self.activity, bearer_token, json_routes=_explain_routes(miss_recorder))
+            if control_http
+            else None
+        )
 
     def server_options(self, options: ServerOptions) -> ServerOptions:
         """`options` plus the Control service and the activity interceptor."""
@@ -108,6 +121,7 @@ class DaemonRuntime:
             self._http.stop()
         server.stop(grace).wait()
         self._control_service.close()
+        self._save_misses()
         if self.exporter is None or self._skip_final_export:
             return None
         logger.info("exporting before exit")
@@ -122,6 +136,15 @@ class DaemonRuntime:
             logger.warning("export at shutdown failed: %s", describe_failures(report))
         return report
 
+    def _save_misses(self) -> None:
+        """The run in progress is saved for `oci-cache explain` after the daemon is gone."""
+        if self.miss_recorder is None:
+            return
+        try:
+            self.miss_recorder.finish_run()
+        except Exception:  # noqa: BLE001 - exiting anyway; the log says why
+            logger.exception("saving the record of misses failed")
+
     def _request_shutdown(self, skip_export: bool) -> None:
         self._skip_final_export = self._skip_final_export or skip_export
         self._reason = self._reason or REASON_SHUTDOWN
@@ -129,6 +152,14 @@ class DaemonRuntime:
 
     def _export_running(self) -> bool:
         return self.exporter is not None and self.exporter.running
+
+
+def _explain_routes(recorder: Optional["MissRecorder"]) -> Dict[Tuple[str, str], Callable[[bytes], Dict[str, Any]]]:
+    if recorder is None:
+        return {}
+    from oci_cache.explain.control_routes import explain_routes
+
+    return explain_routes(recorder)
 
 
 __all__: List[str] = ["DaemonRuntime", "REASON_IDLE", "REASON_SHUTDOWN", "REASON_SIGNAL"]
