@@ -10,7 +10,9 @@ JSON control endpoint (standard library only, about a millisecond a call):
 - `background`: asks for an export and returns at once (the daemon finishes it);
 - `off`: no export.
 
-Then it prints `oci-cache: H hits, M misses, R read, W written; <export>`.
+Then it prints `oci-cache: H hits, M misses, R read, W written; <export>`, and, when the
+run missed, the misses' causes in one clause (miss_causes.py: Pants' descriptions of the
+processes go to the daemon, which explains each miss; `oci-cache explain` shows them).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pants.option.global_options import GlobalOptions
 
 from pants_oci_cache import run_state
 from pants_oci_cache.finish import DEFAULT_WAIT_LIMIT_SECONDS, finish_run, wait_limit_seconds
+from pants_oci_cache.miss_causes import ProcessDescriptions, misses_clause
 from pants_oci_cache.subsystem import ExportOnFinish, OciCacheSubsystem
 
 logger = logging.getLogger(__name__)
@@ -82,6 +85,7 @@ class EndOfRunCallback(WorkunitsCallback):
         self._start = start
         self._export_on_finish = export_on_finish
         self._export_wait_limit = export_wait_limit
+        self._descriptions = ProcessDescriptions()
 
     @property
     def can_finish_async(self) -> bool:
@@ -95,10 +99,14 @@ class EndOfRunCallback(WorkunitsCallback):
         finished: bool,
         context: Any,
     ) -> None:
+        self._descriptions.add(completed_workunits)
         if not finished:
             return
         try:
+            causes = misses_clause(self._start.handle.client(), self._descriptions)
             line, ok = finish_run(self._start, self._export_on_finish.value, wait_limit=self._export_wait_limit)
+            if causes and not causes.startswith("0 misses"):
+                line += f"; {causes} (`oci-cache explain`)"
         except Exception as error:  # noqa: BLE001 - the cache must never fail the build
             line, ok = f"oci-cache: the end-of-run export failed: {type(error).__name__}: {error}", False
         if ok:

@@ -166,9 +166,16 @@ class ControlClient:
         """The explain/v1 report of the current (or last finished) run."""
         return self._call("GET", "/v1/explain", None, timeout)
 
-    def send_descriptions(self, descriptions: Dict[str, str], timeout: float = DEFAULT_TIMEOUT_SECONDS) -> int:
-        """Attaches Pants' process descriptions ("HASH/SIZE" -> text) to the run's misses; how many matched."""
-        return int(self._call("POST", "/v1/explain/descriptions", {"descriptions": descriptions}, timeout).get("matched", 0))
+    def send_descriptions(
+        self,
+        descriptions: Optional[Dict[str, str]] = None,
+        processes: Optional[Dict[str, str]] = None,
+        timeout: float = 10.0,
+    ) -> int:
+        """Attaches Pants' process descriptions to the run's misses, by action digest
+        ("HASH/SIZE" -> text) or by process key (explain/process_keys.py); how many matched."""
+        body = {"descriptions": descriptions or {}, "processes": processes or {}}
+        return int(self._call("POST", "/v1/explain/descriptions", body, timeout).get("matched", 0))
 
     def finish_explain(self, timeout: Optional[float] = 30.0) -> str:
         """Ends the daemon's record of this run (saved for `oci-cache explain`); the misses' summary clause."""

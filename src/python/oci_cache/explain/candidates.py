@@ -21,6 +21,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Set, Tupl
 from oci_cache.digests import Digest
 from oci_cache.errors import CacheError
 from oci_cache.explain.actions import LOCAL_SOURCE, ActionView, action_view, flatten_input_root
+from oci_cache.explain.process_keys import process_key
 from oci_cache.reapi import remote_execution_pb2
 from oci_cache.secret_masking.command_records import CommandRecordError, parse_command_record
 from oci_cache.secret_masking.masked_values import MaskingKey
@@ -79,9 +80,11 @@ class CandidateLoader:
         self._views: Dict[Digest, Optional[ActionView]] = {}
         self._lock = threading.Lock()
 
-    def candidates(self, exclude: Set[Digest]) -> List[ActionView]:
+    def candidates(self, exclude: Set[Digest], budget_seconds: float = LOAD_BUDGET_SECONDS) -> List[ActionView]:
+        """The views of every candidate (at most MAX_CANDIDATES) but `exclude`; those not
+        read yet are read for at most `budget_seconds` (the rest on a later call)."""
         found: List[ActionView] = []
-        deadline = time.monotonic() + LOAD_BUDGET_SECONDS
+        deadline = time.monotonic() + budget_seconds
         for digest, source in self._sources.iter_actions():
             if digest in exclude:
                 continue
@@ -126,6 +129,22 @@ class CandidateLoader:
             source=source,
             input_files=files,
             extra_secret_names=self._extra,
+        )
+
+    def process_key(self, action_digest: Digest) -> Optional[str]:
+        """The process key (process_keys.py) of an action whose plain Command is at hand."""
+        try:
+            action = remote_execution_pb2.Action.FromString(self._blobs.read_bytes(action_digest))
+            command = remote_execution_pb2.Command.FromString(
+                self._blobs.read_bytes(Digest.from_proto(action.command_digest))
+            )
+        except Exception:  # noqa: BLE001 - no key: no description
+            return None
+        return process_key(
+            list(command.arguments),
+            [(v.name, v.value) for v in command.environment_variables],
+            [*command.output_files, *(p for p in command.output_paths if p not in command.output_files)],
+            command.output_directories,
         )
 
     def _command(self, digest: Digest) -> Optional[object]:

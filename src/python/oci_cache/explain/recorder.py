@@ -22,10 +22,10 @@ import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Iterator, Mapping, Optional, Set
+from typing import Dict, Iterator, Mapping, Optional, Set
 
 from oci_cache.digests import Digest
-from oci_cache.explain.candidates import CandidateLoader
+from oci_cache.explain.candidates import LOAD_BUDGET_SECONDS, CandidateLoader
 from oci_cache.explain.matcher import CandidateIndex
 from oci_cache.explain.report import ExplainReport, MissFacts, explain_misses, parse_report, summary_clause
 from oci_cache.store.interfaces import ActionCache
@@ -36,6 +36,7 @@ EXPLAIN_DIRECTORY = "explain"
 LAST_RUN_FILE = "last-run.json"
 MAX_MISSES_PER_RUN = 10_000
 MAX_DESCRIPTION_CHARS = 500
+FINISH_BUDGET_SECONDS = 3.0
 
 
 class MissRecorder:
@@ -80,6 +81,22 @@ class MissRecorder:
                     matched += 1
         return matched
 
+    def describe_processes(self, descriptions: Mapping[str, str]) -> int:
+        """Attaches descriptions keyed by process key (process_keys.py) to the misses whose
+        uploaded Command has that key; how many misses got one."""
+        with self._lock:
+            undescribed = [d for d, text in self._misses.items() if text is None and d in self._uploaded]
+        found: Dict[Digest, str] = {}
+        for digest in undescribed:
+            key = self._loader.process_key(digest)
+            if key is not None and key in descriptions:
+                found[digest] = str(descriptions[key])[:MAX_DESCRIPTION_CHARS]
+        with self._lock:
+            for digest, text in found.items():
+                if digest in self._misses:
+                    self._misses[digest] = text
+        return len(found)
+
     # ---- explaining ---------------------------------------------------------------
 
     def report(self) -> ExplainReport:
@@ -93,9 +110,11 @@ class MissRecorder:
             self._last = read_last_run(self._path.parent.parent)
         return self._last if self._last is not None else ExplainReport(())
 
-    def finish_run(self) -> str:
-        """Explains the current run, saves it and starts a new run; the summary clause."""
-        report = self._explain_current()
+    def finish_run(self, budget_seconds: float = FINISH_BUDGET_SECONDS) -> str:
+        """Explains the current run, saves it and starts a new run; the summary clause.
+        Candidates not read yet are read for at most `budget_seconds` (the end of a Pants
+        run waits for this; the rest are read by the next explanation)."""
+        report = self._explain_current(budget_seconds)
         with self._lock:
             self._misses = OrderedDict()
             self._uploaded = set()
@@ -104,7 +123,7 @@ class MissRecorder:
         self._save(report)
         return summary_clause(report)
 
-    def _explain_current(self) -> ExplainReport:
+    def _explain_current(self, budget_seconds: float = LOAD_BUDGET_SECONDS) -> ExplainReport:
         with self._lock:
             misses = list(self._misses.items())
             uploaded = set(self._uploaded)
@@ -113,7 +132,7 @@ class MissRecorder:
             MissFacts(digest, description, self._loader.read(digest, "local") if digest in uploaded else None)
             for digest, description in misses
         ]
-        return explain_misses(facts, CandidateIndex(self._loader.candidates(exclude=own)))
+        return explain_misses(facts, CandidateIndex(self._loader.candidates(own, budget_seconds)))
 
     def _save(self, report: ExplainReport) -> None:
         try:
