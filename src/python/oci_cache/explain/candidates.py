@@ -49,7 +49,7 @@ class ExplainSources:
             for entry in image.index.iter_actions():
                 if entry.action not in seen:
                     seen.add(entry.action)
-                    yield entry.action, image.entry_text
+                    yield entry.action, _entry_of(image.entry_text)
 
     def command_record(self, command: Digest) -> Optional[Digest]:
         for image in self._images():
@@ -63,6 +63,12 @@ class ExplainSources:
         if self._imports is None:
             return []
         return list(self._imports.images())  # type: ignore[attr-defined]
+
+
+def _entry_of(entry_text: str) -> str:
+    """The cache-from entry as the user wrote it (the importer names it "#N ENTRY" in its logs)."""
+    number, _, rest = entry_text.partition(" ")
+    return rest if number.startswith("#") and number[1:].isdigit() and rest else entry_text
 
 
 class CandidateLoader:
@@ -102,6 +108,17 @@ class CandidateLoader:
             if view is not None:
                 found.append(view)
         return found
+
+    def read_cached(self, action_digest: Digest, source: str) -> Optional[ActionView]:
+        """read(), remembered (an action's blobs never change; an unreadable one is tried again)."""
+        with self._lock:
+            view = self._views.get(action_digest)
+        if view is None:
+            view = self.read(action_digest, source)
+            if view is not None:
+                with self._lock:
+                    self._views[action_digest] = view
+        return view
 
     def read(self, action_digest: Digest, source: str) -> Optional[ActionView]:
         """The view of the action `action_digest`, or None when its Action, or both its

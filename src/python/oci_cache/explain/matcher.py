@@ -10,7 +10,7 @@ In order of precedence:
    longer list);
 3. most similar environment: the share of (name, value) pairs both hold (masked
    values compare by their masks);
-4. then the same input root, then the same Command, then the smaller digest (stable).
+4. then the same input root, then the same Command, then the smaller action hash (stable).
 
 A candidate with other output paths, or with no output paths at all, is only taken
 when at least MIN_ARGUMENT_SIMILARITY of the arguments are shared; otherwise the
@@ -32,7 +32,7 @@ from oci_cache.digests import Digest
 from oci_cache.explain.actions import ActionView
 
 MIN_ARGUMENT_SIMILARITY = 0.5
-MAX_SCORED = 256
+MAX_SCORED = 32
 """Candidates scored exactly per miss (the best by shared rare arguments)."""
 COMMON_ARGUMENT_SHARE = 0.2
 """An argument held by more than this share of the candidates does not pick candidates."""
@@ -41,6 +41,8 @@ COMMON_ARGUMENT_SHARE = 0.2
 class CandidateIndex:
     def __init__(self, candidates: Iterable[ActionView]) -> None:
         self._views: List[ActionView] = []
+        self._arguments: List["Counter[str]"] = []
+        self._environments: List[Set[Tuple[str, str]]] = []
         self._by_action: Dict[Digest, int] = {}
         self._by_outputs: DefaultDict[Tuple[str, ...], List[int]] = defaultdict(list)
         self._by_argument: DefaultDict[str, List[int]] = defaultdict(list)
@@ -49,6 +51,8 @@ class CandidateIndex:
                 continue
             number = len(self._views)
             self._views.append(view)
+            self._arguments.append(Counter(view.command.arguments))
+            self._environments.append(set(view.command.environment_values().items()))
             self._by_action[view.action] = number
             self._by_outputs[view.output_key].append(number)
             for argument in set(view.command.arguments):
@@ -76,18 +80,17 @@ class CandidateIndex:
             if view.action == miss.action:
                 continue
             outputs_match = bool(miss.output_key) and view.output_key == miss.output_key
-            arguments = similarity_of_arguments(miss_arguments, view.command.arguments)
+            arguments = _similarity(miss_arguments, self._arguments[number])
             if not outputs_match and arguments < MIN_ARGUMENT_SIMILARITY:
                 continue
             score = (
                 outputs_match,
                 arguments,
-                _share(miss_environment, set(view.command.environment_values().items())),
+                _share(miss_environment, self._environments[number]),
                 view.input_root == miss.input_root,
                 view.command.command == miss.command.command,
-                _negated(view.action.hash),
             )
-            if best is None or score > best[0]:
+            if best is None or score > best[0] or (score == best[0] and view.action.hash < self._views[best[1]].action.hash):
                 best = (score, number)
         return None if best is None else self._views[best[1]]
 
@@ -107,22 +110,21 @@ class CandidateIndex:
         return [number for number, _ in shared.most_common(MAX_SCORED)]
 
 
-def similarity_of_arguments(first: "Counter[str]", second: Sequence[str]) -> float:
+def similarity_of_arguments(first: Sequence[str], second: Sequence[str]) -> float:
     """Shared arguments (as multisets) over the longer list's length; 1.0 for two empty lists."""
-    longest = max(sum(first.values()), len(second))
+    return _similarity(Counter(first), Counter(second))
+
+
+def _similarity(first: "Counter[str]", second: "Counter[str]") -> float:
+    longest = max(sum(first.values()), sum(second.values()))
     if longest == 0:
         return 1.0
-    return sum((first & Counter(second)).values()) / longest
+    return sum((first & second).values()) / longest
 
 
 def _share(first: Set[Tuple[str, str]], second: Set[Tuple[str, str]]) -> float:
     longest = max(len(first), len(second))
     return 1.0 if longest == 0 else len(first & second) / longest
-
-
-def _negated(hash_hex: str) -> str:
-    """Sorts the smaller hash higher, so that ties pick the same candidate every time."""
-    return "".join(chr(0x7E - ord(c) + 0x30) for c in hash_hex)
 
 
 __all__ = ["CandidateIndex", "MAX_SCORED", "MIN_ARGUMENT_SIMILARITY", "similarity_of_arguments"]

@@ -129,7 +129,7 @@ class MissRecorder:
             uploaded = set(self._uploaded)
         own = {digest for digest, _ in misses}
         facts = [
-            MissFacts(digest, description, self._loader.read(digest, "local") if digest in uploaded else None)
+            MissFacts(digest, description, self._loader.read_cached(digest, "local") if digest in uploaded else None)
             for digest, description in misses
         ]
         return explain_misses(facts, CandidateIndex(self._loader.candidates(own, budget_seconds)))
