@@ -33,15 +33,16 @@ OUTPUT_DIR = REPO_ROOT / "src" / "python" / "oci_cache" / "_proto"
 OWNED_ROOTS = ("build", "google.rpc", "google.bytestream", "oci_cache")
 
 
-GRPCIO_FLOOR = re.compile(r'"grpcio>=([0-9][0-9.]*)"')
+# `"grpcio>=1.74.0"`, or with an environment marker (`"grpcio>=1.75.1; python_version >= '3.14'"`).
+GRPCIO_FLOOR = re.compile(r'"grpcio>=([0-9][0-9.]*)[";]')
 
 
 def grpcio_floor() -> str:
-    """The grpcio version pyproject.toml requires at least."""
-    match = GRPCIO_FLOOR.search((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    if match is None:
+    """The lowest grpcio version pyproject.toml requires (on any Python)."""
+    found = GRPCIO_FLOOR.findall((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    if not found:
         raise SystemExit('pyproject.toml has no "grpcio>=VERSION" requirement')
-    return match.group(1)
+    return min(found, key=lambda version: tuple(int(part) for part in version.split(".")))
 
 
 def check_generator_version() -> None:

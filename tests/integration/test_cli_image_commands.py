@@ -102,13 +102,14 @@ def test_inspect_layout_reports_what_was_written(tmp_path: Path, docker_config: 
     assert document["manifest"]["digest"] == built.manifest_digest
     assert document["manifest"]["size"] == built.manifest_size
     assert document["manifest"]["image_manifest"] is True and document["manifest"]["oci_mediatypes"] is True
-    assert document["format_version"] == "1.0" and document["mode"] == "max" and document["compression"] == "gzip"
+    assert document["format_version"] == "1.1" and document["mode"] == "max" and document["compression"] == "gzip"
     assert document["entries"] == {
         "actions": 40,
         "actions_failed": 5,
         "actions_min_eligible": 35,
         "blobs": built.blob_count,
         "blobs_min_eligible": 35 * 3,  # result + 2 outputs of each successful action
+        "command_records": 0,
     }
     assert document["bytes"]["blobs"] == built.blob_bytes
     assert document["bytes"]["data_layers"] == sum(built.layer_sizes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import stat
 import sys
@@ -12,7 +13,13 @@ from typing import List
 import pytest
 
 from oci_cache.daemon.control_client import DaemonStatus, ExportResult, ExportTargetResult
-from pants_oci_cache.daemon_python import NoDaemonPython, daemon_python, oci_cache_source_root
+from pants_oci_cache.daemon_python import (
+    USABLE_VERSIONS,
+    NoDaemonPython,
+    daemon_python,
+    oci_cache_source_root,
+    unusable_versions,
+)
 from pants_oci_cache.finish import DEFAULT_WAIT_LIMIT_SECONDS, export_with_progress, wait_limit_seconds
 from pants_oci_cache.summary import RunCounters, describe_export, format_size, summary_line
 
@@ -108,6 +115,30 @@ def test_oci_cache_on_the_path_names_the_interpreter(tmp_path: Path, monkeypatch
     assert daemon_python("", {"PATH": path}) == (sys.executable, (REPO_SOURCE_ROOT,))
     with pytest.raises(NoDaemonPython, match=r"set `\[oci-cache\] python`"):
         daemon_python("", {"PATH": str(tmp_path / "not-python")})
+
+
+def test_dependencies_here_in_versions_the_daemon_cannot_use_are_passed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """E.g. another plugin brought an older grpcio into Pants' interpreter: the generated gRPC
+    code would refuse it, so the daemon runs on the `oci-cache` of the PATH, or the run warns."""
+    real_version = importlib.metadata.version
+    fake = {"grpcio": "1.60.0", "urllib3": "1.25.11"}
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: fake.get(name) or real_version(name))
+    assert unusable_versions() == ["grpcio 1.60.0 (needs >= 1.74.0)", "urllib3 1.25.11 (needs >= 1.26.20)"]
+    _script(tmp_path / "venv" / "bin", "oci-cache", f"#!{sys.executable}")
+    assert daemon_python("", {"PATH": str(tmp_path / "venv" / "bin")}) == (sys.executable, (REPO_SOURCE_ROOT,))
+    with pytest.raises(NoDaemonPython, match=r"Pants' own interpreter has grpcio 1.60.0 \(needs >= 1.74.0\)"):
+        daemon_python("", {"PATH": ""})
+    fake.update(grpcio="1.85.3", urllib3="1.26.20", protobuf="7.0.0")  # a protobuf of the next major
+    assert unusable_versions() == ["protobuf 7.0.0 (needs < 7)"]
+
+
+def test_the_versions_the_daemon_accepts_are_those_pyproject_requires() -> None:
+    pyproject = (Path(REPO_SOURCE_ROOT).parents[1] / "pyproject.toml").read_text()
+    for name, (lowest, _) in USABLE_VERSIONS.items():
+        floor = ".".join(map(str, lowest))
+        assert f'"{name}>={floor}' in pyproject, (name, floor)
 
 
 class SlowExportClient:

@@ -19,13 +19,16 @@ case-insensitive; a bare reference with no `=` is shorthand for
     insecure           bool (default false; type=registry)
     keep-duration      e.g. 168h, 7d (default none)
     keep-bytes         e.g. 10GB, 512MiB (default none)
+    secret-env         names (or patterns) of environment variables whose values are
+                       secrets, beyond those whose names look secret, separated by `;`
+                       (e.g. DATABASE_URL;*_DSN; default none; mode=max records mask them)
 
 Booleans are true/false or 1/0. Unknown and repeated keys are errors, and so is a
 key that does not fit the entry (`dest` on a registry entry, `src` on cache-to).
 
 On cache-from, the export-only keys (mode, compression, compression-level,
 force-compression, oci-mediatypes, image-manifest, ignore-error, keep-duration,
-keep-bytes) are accepted and ignored, as BuildKit does — so one string can serve
+keep-bytes, secret-env) are accepted and ignored, as BuildKit does — so one string can serve
 as both cache_from and cache_to — but their values are still checked, and
 `CacheFrom.ignored_keys` names them so that the caller can say so.
 
@@ -44,6 +47,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from oci_cache.image_format.compression import Compression, parse_compression
 from oci_cache.oci.errors import InvalidReferenceError
 from oci_cache.oci.reference import Reference, parse_reference, validate_tag
+from oci_cache.secret_masking.names import parse_secret_names
 from oci_cache.sizes import format_duration, format_size, parse_duration, parse_size
 
 TYPE_REGISTRY = "registry"
@@ -63,6 +67,7 @@ _EXPORT_ONLY_KEYS = (
     "ignore-error",
     "keep-duration",
     "keep-bytes",
+    "secret-env",
 )
 _CACHE_TO_KEYS = ("type", "ref", "dest", "tag", "insecure") + _EXPORT_ONLY_KEYS
 _CACHE_FROM_KEYS = ("type", "ref", "src", "tag", "insecure") + _EXPORT_ONLY_KEYS
@@ -95,6 +100,8 @@ class CacheTo:
     keep_duration: Optional[float] = None
     """Seconds."""
     keep_bytes: Optional[int] = None
+    secret_env: Tuple[str, ...] = ()
+    """Extra secret variable names or patterns (secret_masking.names)."""
 
     @property
     def location(self) -> str:
@@ -124,6 +131,8 @@ class CacheTo:
             fields.append(("keep-duration", _duration_text(self.keep_duration)))
         if self.keep_bytes is not None:
             fields.append(("keep-bytes", _size_text(self.keep_bytes)))
+        if self.secret_env:
+            fields.append(("secret-env", ";".join(self.secret_env)))
         return _join_fields(fields)
 
     def __str__(self) -> str:
@@ -309,7 +318,18 @@ def _export_options(fields: _Fields) -> Dict[str, object]:
         "ignore_error": fields.boolean("ignore-error", False),
         "keep_duration": _positive(fields, "keep-duration", parse_duration),
         "keep_bytes": _positive(fields, "keep-bytes", parse_size),
+        "secret_env": _secret_names(fields),
     }
+
+
+def _secret_names(fields: _Fields) -> Tuple[str, ...]:
+    text = fields.get("secret-env")
+    if text is None:
+        return ()
+    try:
+        return parse_secret_names(text)
+    except ValueError as error:
+        raise fields.error(f"secret-env: {error}; separate names with ';', e.g. secret-env=DATABASE_URL;*_DSN") from None
 
 
 def _level(fields: _Fields, compression: Compression) -> Optional[int]:

@@ -18,12 +18,12 @@ import os
 from typing import Any, Dict, List, Mapping, Optional
 
 from pants.base.build_environment import get_buildroot
-from pants.option.global_options import AuthPluginResult, AuthPluginState
 
 from oci_cache.daemon.launcher import DaemonUnavailable, ensure_daemon
 from oci_cache.daemon.settings import DaemonSettings
 from pants_oci_cache import run_state
 from pants_oci_cache.daemon_python import NoDaemonPython, daemon_python
+from pants_oci_cache.pants_compat import AuthPluginResult, auth_plugin_result
 
 PLUGIN_NAME = "pants_oci_cache"
 OPTIONS_SCOPE = "oci-cache"
@@ -44,6 +44,7 @@ def settings_from_options(values: Any, buildroot: str, env: Mapping[str, str]) -
         listen=str(values.listen),
         max_size=str(values.local_store_max_size),
         idle_timeout=str(values.idle_timeout),
+        secret_env_names=tuple(getattr(values, "secret_env_names", None) or ()),
         env=dict(env),
     )
 
@@ -74,10 +75,10 @@ def remote_auth(
     run_state.record(run_state.RunStart(handle))
     store_headers = dict(initial_store_headers)
     store_headers["authorization"] = f"Bearer {handle.token}"
-    return AuthPluginResult(
-        state=AuthPluginState.OK,
+    return auth_plugin_result(
+        available=True,
         store_headers=store_headers,
-        execution_headers=dict(initial_execution_headers),
+        execution_headers=initial_execution_headers,
         store_address=handle.address,
         plugin_name=PLUGIN_NAME,
     )
@@ -87,10 +88,10 @@ def _unavailable(execution_headers: Dict[str, str], store_headers: Dict[str, str
     logger.warning(
         f"[oci-cache] the remote cache is off for this run, the build goes on without it: {reason}"
     )
-    return AuthPluginResult(
-        state=AuthPluginState.UNAVAILABLE,
-        store_headers=dict(store_headers),
-        execution_headers=dict(execution_headers),
+    return auth_plugin_result(
+        available=False,
+        store_headers=store_headers,
+        execution_headers=execution_headers,
         plugin_name=PLUGIN_NAME,
     )
 

@@ -59,7 +59,7 @@ async def oci_cache_callback_factory(
         remote_cache_on=bool(global_options.remote_cache_read or global_options.remote_cache_write),
         export_wait_limit=wait_limit_seconds(subsystem.export_wait_limit),
     )
-    return WorkunitsCallbackFactory(lambda: callback_for_this_run(settings))
+    return WorkunitsCallbackFactory(callback_factory=lambda: callback_for_this_run(settings))
 
 
 def callback_for_this_run(settings: EndOfRunSettings) -> Optional[WorkunitsCallback]:
@@ -118,7 +118,8 @@ class EndOfRunCallback(WorkunitsCallback):
 def rules() -> Iterable:
     return [
         *collect_rules(),
-        UnionRule(WorkunitsCallbackFactoryRequest, OciCacheCallbackFactoryRequest),
+        # By keyword: a dataclass up to 2.28, a Rust class (`#[new]` with named arguments) from 2.29.
+        UnionRule(union_base=WorkunitsCallbackFactoryRequest, union_member=OciCacheCallbackFactoryRequest),
     ]
 
 

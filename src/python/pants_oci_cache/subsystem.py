@@ -38,7 +38,17 @@ class OciCacheSubsystem(Subsystem):
             "`type=registry,ref=ghcr.io/acme/mono:cache-main,mode=max,compression=zstd`. Keys: "
             "type, ref, dest, tag, mode (min|max), compression (uncompressed|gzip|estargz|zstd), "
             "compression-level, force-compression, oci-mediatypes, image-manifest, ignore-error, "
-            "insecure, keep-duration, keep-bytes."
+            "insecure, keep-duration, keep-bytes, secret-env."
+        ),
+    )
+    secret_env_names = StrListOption(
+        default=[],
+        help=(
+            "Environment variables whose values are secrets although their names do not look secret "
+            "(names holding TOKEN, SECRET, PASS, KEY, AUTH, CREDENTIAL, COOKIE, SESSION, PRIVATE or CERT "
+            "always are), e.g. `[\"DATABASE_URL\", \"*_DSN\"]` (patterns allowed). A `mode=max` export "
+            "never holds their values in clear: Commands carrying them are exported as records with the "
+            "values masked."
         ),
     )
     state_dir = StrOption(

@@ -38,7 +38,7 @@ def test_round_trip_keeps_every_field() -> None:
     blobs = [_blob(i, i % 3) for i in range(50)]
     actions = [_action(i) for i in range(20)]
     index = decode_index(encode_index(LAYERS, blobs, actions))
-    assert index.version == (1, 0)
+    assert index.version == (1, 1)
     assert index.layers == tuple(LAYERS)
     assert (index.blob_count, index.action_count) == (50, 20)
     assert sorted(index.iter_blobs()) == sorted(blobs)

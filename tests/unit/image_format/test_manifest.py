@@ -88,7 +88,7 @@ def test_oci_manifest_shape(tmp_path: Path) -> None:
     ]
     assert all(layer["annotations"]["containerd.io/uncompressed"].startswith("sha256:") for layer in document["layers"])
     assert document["layers"][-1]["annotations"]["dev.pants-oci-cache.role"] == "index"
-    assert document["annotations"] == {"dev.pants-oci-cache.format": "1.0", "org.opencontainers.image.created": config.created}
+    assert document["annotations"] == {"dev.pants-oci-cache.format": "1.1", "org.opencontainers.image.created": config.created}
 
 
 def test_docker_media_types(tmp_path: Path) -> None:
@@ -114,7 +114,7 @@ def test_config_round_trip_and_shape(tmp_path: Path) -> None:
     data = config.to_bytes()
     assert mf.parse_config(data) == config
     document = json.loads(data)
-    assert document["format"] == "pants-oci-cache" and document["formatVersion"] == "1.0"
+    assert document["format"] == "pants-oci-cache" and document["formatVersion"] == "1.1"
     assert document["counts"] == {"layers": 4, "blobs": 4, "actions": 0, "blobBytes": config.blob_bytes}
     assert config.descriptor().size == len(data)
 

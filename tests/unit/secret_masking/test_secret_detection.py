@@ -36,6 +36,13 @@ def test_ordinary_names_do_not_look_secret(name: str) -> None:
     assert not is_secret_name(name)
 
 
+def test_pants_cache_key_variables_are_not_secret_unless_listed() -> None:
+    assert not is_secret_name("PANTS_CACHE_KEY_TARGET_PLATFORM")
+    assert not is_secret_name("PANTS_CACHE_KEY_EXECUTION_STRATEGY")
+    assert is_secret_name("PANTS_CACHE_KEY_TARGET_PLATFORM", ["PANTS_CACHE_KEY_*"])
+    assert is_secret_name("PANTS_API_KEY")
+
+
 def test_extra_names_match_exactly_or_as_patterns_case_insensitively() -> None:
     assert is_secret_name("DATABASE_URL", ["database_url"])
     assert is_secret_name("SENTRY_DSN", ["*_DSN"])
@@ -62,6 +69,7 @@ def _masked_parts(text: str, extra: List[str] = []) -> List[str]:  # noqa: B006 
         ('export API_TOKEN="a b"; echo hi', ["a b"]),
         ('curl -H "Authorization: Bearer abc.def-123" https://example.com', ["abc.def-123"]),
         ("Authorization: Basic dXNlcjpwYXNz", ["dXNlcjpwYXNz"]),
+        ("proxy-authorization:Bearer xyz12345", ["xyz12345"]),
         ("X-Api-Key: 0123456789", ["0123456789"]),
         ("https://user:pa55@registry.example.com/simple", ["user:pa55"]),
         ("git clone https://ghp_abcdef@github.com/acme/repo", ["ghp_abcdef"]),
@@ -85,6 +93,8 @@ def test_credentials_in_text_are_found_and_nothing_around_them(text: str, secret
         "git@github.com:acme/repo.git",
         "--output-file=dist/app.pex",
         "if x: return 1",
+        "pants test secrets:uses_token auth/keys:lib",
+        "redis://cache.internal:6379/0",
     ],
 )
 def test_ordinary_text_has_no_credentials(text: str) -> None:

@@ -46,7 +46,8 @@ class CollectedAction:
 class Collected:
     actions: List[CollectedAction]
     results: Dict[Digest, bytes]
-    """ActionResult blob digest → its bytes (they live in the action cache, not the CAS)."""
+    """Bytes of blobs that are not in the local store's CAS: ActionResults (they live in
+    the action cache) and, once the merge made them, Command records (secret_commands.py)."""
     end_marker: Optional[str]
     """The journal marker to store once the export succeeded (None: no journal)."""
     blob_times: Dict[Digest, int]

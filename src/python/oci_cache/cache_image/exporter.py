@@ -70,6 +70,7 @@ from oci_cache.cache_image.importing_blob_store import ImportingBlobStore
 from oci_cache.cache_image.layer_packer import DEFAULT_MAX_LAYER_BYTES, BlobSourceResolver, LayerPacker
 from oci_cache.cache_image.loaded_image import LoadedImage, load_cache_image, manifest_reference
 from oci_cache.cache_image.pruning import PruneOutcome, prune_by_bytes, prune_by_duration
+from oci_cache.cache_image.secret_commands import SecretCommandWithholding
 from oci_cache.cache_image.settled_images import SettledImage, SettledKey, nothing_to_publish, settled_from_plan
 from oci_cache.cache_image.unchanged_export import last_used_granularity, plan_matches_image
 from oci_cache.cache_image.usage_log import UsageLog
@@ -88,6 +89,7 @@ from oci_cache.image_format import (
 )
 from oci_cache.image_format.manifest import format_timestamp, with_media_types
 from oci_cache.oci.target import ImageTarget, PushOutcome
+from oci_cache.secret_masking import MASKING_KEY_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -126,9 +128,11 @@ class CacheExporter:
         confirm_delay: Optional[float] = None,
         max_layer_bytes: int = DEFAULT_MAX_LAYER_BYTES,
         max_attempts: int = MAX_ATTEMPTS,
+        secret_commands: Optional[SecretCommandWithholding] = None,
     ) -> None:
         """`store`: the local tier (a LocalStore: BlobStore + ActionCache + journal), or
-        None to rewrite images without adding anything (prune)."""
+        None to rewrite images without adding anything (prune). `secret_commands`:
+        the masking settings (default: the key file beside `work_dir`, no extra names)."""
         self.store = store
         self.work_dir = Path(work_dir)
         self.imports = imports
@@ -139,6 +143,7 @@ class CacheExporter:
         self._confirm_delay = confirm_delay
         self._max_layer_bytes = max_layer_bytes
         self._max_attempts = max_attempts
+        self.secret_commands = secret_commands or SecretCommandWithholding(self.work_dir.parent / MASKING_KEY_FILE)
         self._markers = ExportMarkers(self.work_dir) if store is not None else None
         self._lock = threading.Lock()
         self._settled: Dict[SettledKey, SettledImage] = {}
@@ -409,9 +414,8 @@ class _EntryExport:
             created = existing.created if existing is not None and existing.created else item.used_at
             last_used = max(item.used_at, existing.last_used if existing is not None else 0)
             plan.actions[item.action] = ActionEntry(item.action, item.result, item.exit_code, created, last_used, flag)
-        for digest, used_at in collected.blob_times.items():  # mode=max: every local blob
-            if not plan.touch_blob(digest, used_at, False):
-                plan.add_pending(digest, used_at, False)
+        # mode=max: every local blob, Commands holding a secret as records (secret_commands.py)
+        self.exporter.secret_commands.add_local_blobs(plan, collected, self.store, self.entry)
         if self.left_out:
             logger.warning(
                 "export to %s: %d action(s) left out: some of their blobs are neither local nor in an imported image",
@@ -603,7 +607,9 @@ class _EntryExport:
         layers, blobs, actions = plan.index_entries()
         oci = self.entry.oci_mediatypes
         descriptors = tuple(with_media_types(record.descriptor, oci_mediatypes=oci) for record in layers)
-        index_blob = encode_index([d.as_digest for d in descriptors], blobs, actions)
+        index_blob = encode_index(
+            [d.as_digest for d in descriptors], blobs, actions, command_records=plan.command_record_entries()
+        )
         index_layer, index_descriptor = build_index_layer(index_blob, oci_mediatypes=oci)
         created = format_timestamp(now)
         config = CacheConfig(

@@ -15,6 +15,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 from oci_cache.digests import Digest
 from oci_cache.image_format import ActionEntry, BlobEntry, Compression, Descriptor, WrittenLayer, layer_descriptor
+from oci_cache.image_format.entry_index import CommandRecordEntry
 from oci_cache.image_format.manifest import layer_compression
 from oci_cache.cache_image.loaded_image import LoadedImage
 from oci_cache.oci.target import ImageTarget
@@ -69,6 +70,9 @@ class ImagePlan:
         self.layer_order: List[str] = []
         self.blobs: Dict[Digest, BlobRecord] = {}
         self.actions: Dict[Digest, ActionEntry] = {}
+        self.command_records: Dict[Digest, Digest] = {}
+        """Command left out (it holds a secret) → the record blob standing in for it
+        (cache_image/secret_commands.py); kept while the record blob is in the plan."""
 
     # ---- building ---------------------------------------------------------------------
 
@@ -104,6 +108,7 @@ class ImagePlan:
             if not action.last_used:
                 action = action._replace(last_used=action.created or unknown_time)
             plan.actions[action.action] = action
+        plan.command_records.update(loaded.index.iter_command_records())
         plan.drop_unreferenced_layers()
         return plan
 
@@ -187,6 +192,10 @@ class ImagePlan:
     def drop_blobs(self, blobs: Iterable[Digest]) -> None:
         for digest in blobs:
             self.blobs.pop(digest, None)
+
+    def command_record_entries(self) -> List[CommandRecordEntry]:
+        """The command records whose record blob is in the plan."""
+        return [CommandRecordEntry(c, r) for c, r in self.command_records.items() if r in self.blobs]
 
     def index_entries(self) -> Tuple[List[LayerRecord], List[BlobEntry], List[ActionEntry]]:
         """Layers in order and the entries naming them by position (no pending blobs allowed)."""

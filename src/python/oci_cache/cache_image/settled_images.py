@@ -29,6 +29,7 @@ from oci_cache.cache_entries import CacheTo
 from oci_cache.cache_image.export_collection import Collected
 from oci_cache.cache_image.image_plan import ImagePlan
 from oci_cache.cache_image.loaded_image import LoadedImage
+from oci_cache.cache_image.secret_commands import find_blob_or_record
 from oci_cache.cache_image.unchanged_export import last_used_granularity, same_format
 from oci_cache.errors import CacheError
 from oci_cache.image_format.entry_index import EntryIndex
@@ -87,7 +88,7 @@ def _all_in_index_and_fresh(index: EntryIndex, collected: Collected, granularity
             if _stale(blob.last_used, item.used_at, granularity):
                 return False
     for digest, used_at in collected.blob_times.items():
-        blob = index.find_blob(digest)
+        blob = find_blob_or_record(index, digest)  # a Command holding a secret is there as its record
         if blob is None or _stale(blob.last_used, used_at, granularity):
             return False
     return True

@@ -24,9 +24,11 @@ from oci_cache.cache_image.imported_images import ImportSet
 from oci_cache.cache_image.importer import DEFAULT_REFRESH_SECONDS, CacheImporter
 from oci_cache.cache_image.importing_action_cache import ImportingActionCache
 from oci_cache.cache_image.importing_blob_store import ImportingBlobStore
+from oci_cache.cache_image.secret_commands import SecretCommandWithholding, remember_secret_settings
 from oci_cache.cache_image.usage_log import UsageLog
 from oci_cache.explain.candidates import ExplainSources
 from oci_cache.export_report import ExportReport
+from oci_cache.secret_masking.masked_values import MASKING_KEY_FILE
 from oci_cache.store.completeness import CompletenessCheckingActionCache
 from oci_cache.store.local_store import LocalStore
 
@@ -74,6 +76,12 @@ def open_oci_tiers(
     except BaseException:
         store.close()
         raise
+    withholding = SecretCommandWithholding(
+        getattr(config, "masking_key_file", None) or config.state_dir / MASKING_KEY_FILE,
+        getattr(config, "secret_env_names", ()),
+    )
+    if cache_to:  # so that a direct `oci-cache export` of this state dir masks the same way
+        remember_secret_settings(config.state_dir / EXPORT_DIRECTORY, withholding)
     if start_import:
         importer.start()
     exporter_lock = threading.Lock()
@@ -83,7 +91,6 @@ def open_oci_tiers(
         with exporter_lock:
             if not exporter:
                 from oci_cache.cache_image.exporter import CacheExporter
-
                 exporter.append(
                     CacheExporter(
                         store,
@@ -91,6 +98,7 @@ def open_oci_tiers(
                         imports=imports,
                         usage=usage,
                         fetcher=blobs,
+                        secret_commands=withholding,
                         **exporter_options,
                     )
                 )

@@ -8,6 +8,10 @@ so what this exports is not exported again by the next daemon, and what the daem
 already exported to an entry is not sent again. DIR/daemon.lock is held for the
 whole export, so no daemon starts on the store meanwhile.
 
+Commands holding a secret are withheld as the daemon would (cache_image/secret_commands.py):
+with the key file and names the daemon recorded in DIR/export/secret-masking.json (else the
+key file of DIR, or of the state dir above it), plus each entry's secret-env.
+
 Nothing is imported: with `mode=max` the export holds everything in the store plus
 what the image at the ref already holds (the exporter merges with it); with
 `mode=min`, the action results written since the entry's last export.
@@ -21,6 +25,7 @@ from typing import Callable, List, Optional, Sequence
 
 from oci_cache.cache_entries import CacheTo
 from oci_cache.cache_image.exporter import CacheExporter
+from oci_cache.cache_image.secret_commands import remembered_withholding
 from oci_cache.cache_image.tiers import EXPORT_DIRECTORY
 from oci_cache.daemon.daemon_dir import DAEMON_LOCK_FILE, find_daemon_dirs
 from oci_cache.daemon.life_lock import try_lock
@@ -62,7 +67,8 @@ def export_state_dir(
             raise DirectExportError(f"cannot open the local store in {state_dir}: {error}") from None
         try:
             started = time.monotonic()
-            exporter = CacheExporter(store, state_dir / EXPORT_DIRECTORY)
+            withholding = remembered_withholding(state_dir, state_dir / EXPORT_DIRECTORY)
+            exporter = CacheExporter(store, state_dir / EXPORT_DIRECTORY, secret_commands=withholding)
             try:
                 report = ExportReport()
                 for number, entry in enumerate(entries, 1):

@@ -65,6 +65,8 @@ class ImageSummary:
     layers: Tuple[LayerSummary, ...]
     actions_created: TimeRange
     last_used: TimeRange
+    command_records: int = 0
+    """Commands left out because they hold a secret, each there as a masked record."""
 
     @property
     def data_layers(self) -> Tuple[LayerSummary, ...]:
@@ -151,6 +153,7 @@ def summarize(contents: LoadedImage, entry: str, location: Optional[str] = None)
         layers=tuple(layers),
         actions_created=created.result(),
         last_used=used.result(),
+        command_records=index.command_record_count,
     )
 
 
@@ -195,6 +198,7 @@ def summary_json(summary: ImageSummary) -> Dict[str, Any]:
             "actions_min_eligible": summary.actions_min_eligible,
             "blobs": summary.blobs,
             "blobs_min_eligible": summary.blobs_min_eligible,
+            "command_records": summary.command_records,
         },
         "bytes": {
             "blobs": summary.blob_bytes,
@@ -238,7 +242,8 @@ def format_summary(summary: ImageSummary, *, all_layers: bool = False) -> str:
         f"format       {summary.format_version}; mode {summary.mode}; compression {summary.compression}; "
         f"created {summary.created}",
         f"entries      {plural(summary.actions, 'action')} ({summary.actions_failed:,} failed, "
-        f"{summary.actions_min_eligible:,} kept by mode=min); {plural(summary.blobs, 'blob')}",
+        f"{summary.actions_min_eligible:,} kept by mode=min); {plural(summary.blobs, 'blob')}"
+        + (f"; {plural(summary.command_records, 'Command')} as masked records" if summary.command_records else ""),
         f"bytes        {human_bytes(summary.blob_bytes)} of blobs in {human_bytes(sum(sizes))} of layers; "
         f"index {human_bytes(summary.index_layer.size)}; stored {human_bytes(summary.stored_bytes)}",
         f"layers       {plural(len(data_layers), 'data layer')} ({mix})"

@@ -33,6 +33,7 @@ from oci_cache.daemon.life_lock import try_lock
 from oci_cache.daemon_state import DaemonState, remove_daemon_state, write_daemon_state
 from oci_cache.errors import CacheError
 from oci_cache.export_report import ExportReport
+from oci_cache.secret_masking.names import check_secret_name
 from oci_cache.server.auth_interceptor import read_token_file
 from oci_cache.server.daemon_control import DaemonIdentity
 from oci_cache.server.daemon_runtime import DaemonRuntime
@@ -79,6 +80,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="export to this cache image (buildx syntax, e.g. type=registry,ref=host/repo:tag,mode=max); repeatable",
     )
     parser.add_argument(
+        "--secret-env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="an environment variable (or pattern, e.g. '*_DSN') whose value is a secret even though its name "
+        "does not look secret; mode=max exports mask it; repeatable",
+    )
+    parser.add_argument(
+        "--secret-masking-key-file",
+        metavar="PATH",
+        help="the key that masks secret values in mode=max exports, created 0600 when absent "
+        "(default STATE_DIR/secret-masking.key)",
+    )
+    parser.add_argument(
         "--token-file", help="require `authorization: Bearer <token>` on every call; the token is this file's content"
     )
     parser.add_argument(
@@ -110,6 +125,8 @@ class ServeConfig:
     token_file: Optional[Path] = None
     config_fingerprint: str = ""
     control_http: bool = False
+    secret_env_names: Tuple[str, ...] = ()
+    masking_key_file: Optional[Path] = None  # None: STATE_DIR/secret-masking.key
 
 
 @dataclass
@@ -168,6 +185,10 @@ def run(args: argparse.Namespace) -> int:
             token_file=Path(os.path.abspath(args.token_file)) if args.token_file else None,
             config_fingerprint=args.config_fingerprint,
             control_http=args.control_http,
+            secret_env_names=tuple(check_secret_name(name) for name in args.secret_env),
+            masking_key_file=Path(os.path.abspath(args.secret_masking_key_file))
+            if args.secret_masking_key_file
+            else None,
         )
         if args.log_file:
             _log_to_file(Path(args.log_file))

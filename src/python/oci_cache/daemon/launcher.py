@@ -43,6 +43,7 @@ from oci_cache.daemon.settings import (
     config_fingerprint,
     daemon_directory,
     effective_cache_entries,
+    masking_key_file,
 )
 from oci_cache.daemon.token_file import ensure_token
 from oci_cache.daemon_state import DaemonState, read_daemon_state, remove_daemon_state
@@ -234,6 +235,9 @@ def serve_argv(settings: DaemonSettings, directory: DaemonDir, fingerprint: str,
         argv += ["--cache-from", entry]
     for entry in cache_to:
         argv += ["--cache-to", entry]
+    argv += ["--secret-masking-key-file", str(masking_key_file(settings))]
+    for name in settings.secret_env_names:
+        argv += ["--secret-env", name]
     return argv
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, List, Mapping, Optional, Tuple
 
 from oci_cache import __version__
+from oci_cache.secret_masking.masked_values import MASKING_KEY_FILE
 from oci_cache.sizes import parse_duration, parse_size
 
 DEFAULT_LISTEN = "127.0.0.1:0"
@@ -44,6 +45,9 @@ class DaemonSettings:
     log_level: str = "info"
     # With neither cache_from nor cache_to, use the embedded default (a local OCI layout).
     embedded_default: bool = True
+    # Environment variable names (or patterns) whose values mode=max exports mask,
+    # beyond the secret-looking ones (`oci-cache serve --secret-env`).
+    secret_env_names: Tuple[str, ...] = ()
     # The environment the daemon starts with (PYTHONPATH is replaced); None: os.environ.
     env: Optional[Mapping[str, str]] = field(default=None, compare=False, hash=False, repr=False)
 
@@ -98,8 +102,15 @@ def config_fingerprint(settings: DaemonSettings) -> str:
             settings.log_level,
             settings.python,
             list(settings.pythonpath),
+            list(settings.secret_env_names),
         ]
     )[:32]
+
+
+def masking_key_file(settings: DaemonSettings) -> Path:
+    """The key that masks secrets: one per state dir, shared by its daemon directories
+    (so masks compare across configurations)."""
+    return Path(settings.state_dir) / MASKING_KEY_FILE
 
 
 def effective_cache_entries(settings: DaemonSettings, directory: Path) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
@@ -127,5 +138,6 @@ __all__: List[str] = [
     "config_fingerprint",
     "daemon_directory",
     "directory_key",
+    "masking_key_file",
     "effective_cache_entries",
 ]

@@ -18,6 +18,7 @@ from oci_cache.lazy_exports import lazy_exports
 _EXPORTS = {
     "ActionEntry": "entry_index",
     "BlobEntry": "entry_index",
+    "CommandRecordEntry": "entry_index",
     "CacheConfig": "manifest",
     "CacheImage": "manifest",
     "Compression": "compression",

@@ -34,7 +34,7 @@ from oci_cache.digests import Digest
 from oci_cache.image_format.errors import ImageFormatError, UnsupportedFormatVersionError
 
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 0
+FORMAT_MINOR = 1
 MAGIC = b"\x89PCIX\r\n\x1a"
 BODY_CODEC_ZSTD = 1
 MAX_SECTIONS = 64
@@ -80,6 +80,14 @@ class ActionEntry(NamedTuple):
     """Kept by a mode=min export (a successful action's output-only entry)."""
 
 
+class CommandRecordEntry(NamedTuple):
+    """A Command that is not in the image because it holds a secret, and the blob of
+    its record (oci_cache.secret_masking.command_records) that stands in for it."""
+
+    command: Digest
+    record: Digest
+
+
 class _Column(NamedTuple):
     section_id: int
     item_size: int
@@ -104,6 +112,12 @@ _EXIT_CODES = _Column(24, 4, "i")
 _CREATED = _Column(25, 8, "q")
 _ACTION_LAST_USED = _Column(26, 8, "q")
 _ACTION_FLAGS = _Column(27, 1, "B")
+# Since 1.1, optional (absent: no command records): sorted by command hash.
+_COMMAND_HASHES = _Column(30, 32, "")
+_COMMAND_SIZES = _Column(31, 8, "Q")
+_RECORD_HASHES = _Column(32, 32, "")
+_RECORD_SIZES = _Column(33, 8, "Q")
+_COMMAND_RECORD_COLUMNS = (_COMMAND_HASHES, _COMMAND_SIZES, _RECORD_HASHES, _RECORD_SIZES)
 
 _LAYER_COLUMNS = (_LAYER_DIGESTS, _LAYER_SIZES)
 _BLOB_COLUMNS = (
@@ -155,11 +169,12 @@ def encode_index(
     blobs: Iterable[BlobEntry],
     actions: Iterable[ActionEntry],
     *,
+    command_records: Iterable[CommandRecordEntry] = (),
     level: int = DEFAULT_LEVEL,
 ) -> bytes:
     """The index blob. `layers` are the manifest's layer digests in order (the
-    blob entries' `layer` numbers index it). Blobs and actions may come in any
-    order; a digest given twice raises ValueError."""
+    blob entries' `layer` numbers index it). Blobs, actions and command records may
+    come in any order; a digest given twice raises ValueError."""
     blob_list = sorted(blobs, key=_BLOB_KEY)
     action_list = sorted(actions, key=_ACTION_KEY)
     blob_digests, blob_layers, offsets, lengths, tar_offsets, blob_min, blob_used = _transpose(blob_list, 7)
@@ -168,6 +183,9 @@ def encode_index(
     action_hashes = list(map(_HASH, action_digests))
     _check_unique(blob_hashes, "blob")
     _check_unique(action_hashes, "action")
+    record_list = sorted(command_records, key=_COMMAND_KEY)
+    command_hashes = [entry.command.hash for entry in record_list]
+    _check_unique(command_hashes, "command")
     if blob_layers and not (0 <= min(blob_layers) and max(blob_layers) < len(layers)):
         raise ValueError(f"a blob entry names a layer outside 0..{len(layers) - 1}")
     columns: List[Tuple[_Column, bytes]] = [
@@ -189,6 +207,10 @@ def encode_index(
         (_CREATED, _pack(_CREATED, created)),
         (_ACTION_LAST_USED, _pack(_ACTION_LAST_USED, action_used)),
         (_ACTION_FLAGS, bytes(map(bool, action_min))),
+        (_COMMAND_HASHES, bytes.fromhex("".join(command_hashes))),
+        (_COMMAND_SIZES, _pack(_COMMAND_SIZES, [entry.command.size_bytes for entry in record_list])),
+        (_RECORD_HASHES, bytes.fromhex("".join(entry.record.hash for entry in record_list))),
+        (_RECORD_SIZES, _pack(_RECORD_SIZES, [entry.record.size_bytes for entry in record_list])),
     ]
     table = []
     offset = 0
@@ -216,6 +238,7 @@ def encode_index(
 
 _BLOB_KEY = attrgetter("digest.hash")
 _ACTION_KEY = attrgetter("action.hash")
+_COMMAND_KEY = attrgetter("command.hash")
 _HASH = attrgetter("hash")
 _SIZE = attrgetter("size_bytes")
 
@@ -291,6 +314,11 @@ class EntryIndex:
         self._created = columns[_CREATED.section_id]
         self._action_last_used = columns[_ACTION_LAST_USED.section_id]
         self._action_flags = columns[_ACTION_FLAGS.section_id]
+        empty = memoryview(b"")
+        self._command_hashes = _HashColumn(columns.get(_COMMAND_HASHES.section_id, empty))
+        self._command_sizes = columns.get(_COMMAND_SIZES.section_id, empty)
+        self._record_hashes = _HashColumn(columns.get(_RECORD_HASHES.section_id, empty))
+        self._record_sizes = columns.get(_RECORD_SIZES.section_id, empty)
 
     @property
     def blob_count(self) -> int:
@@ -299,6 +327,25 @@ class EntryIndex:
     @property
     def action_count(self) -> int:
         return len(self._action_hashes)
+
+    @property
+    def command_record_count(self) -> int:
+        return len(self._command_hashes)
+
+    def find_command_record(self, command: Digest) -> Optional[Digest]:
+        """The record blob standing in for `command` (left out: it holds a secret), or None."""
+        index = _find(self._command_hashes, command.hash)
+        if index is None or self._command_sizes[index] != command.size_bytes:
+            return None
+        return Digest(self._record_hashes.hex(index), self._record_sizes[index])
+
+    def iter_command_records(self) -> Iterator[CommandRecordEntry]:
+        """Every (command, record blob) pair, in command hash order."""
+        for index in range(self.command_record_count):
+            yield CommandRecordEntry(
+                Digest(self._command_hashes.hex(index), self._command_sizes[index]),
+                Digest(self._record_hashes.hex(index), self._record_sizes[index]),
+            )
 
     def find_blob(self, digest: Digest) -> Optional[BlobEntry]:
         """The entry of `digest` (hash and size must match), or None."""
@@ -460,12 +507,31 @@ def decode_index(data: bytes) -> EntryIndex:
             if item_size != column.item_size or length != count * item_size:
                 raise ImageFormatError(f"index section {column.section_id} has the wrong size")
             columns[column.section_id] = _column_view(view[offset : offset + length], column)
+    _optional_command_records(sections, view, columns)
     layer_hashes = _HashColumn(columns[_LAYER_DIGESTS.section_id])
     layers = tuple(Digest(layer_hashes.hex(i), columns[_LAYER_SIZES.section_id][i]) for i in range(layer_count))
     index = EntryIndex((major, minor), layers, columns)
-    if not index._blob_hashes.is_strictly_increasing() or not index._action_hashes.is_strictly_increasing():
+    if not all(
+        column.is_strictly_increasing() for column in (index._blob_hashes, index._action_hashes, index._command_hashes)
+    ):
         raise ImageFormatError("index entries are not sorted by digest")
     return index
+
+
+def _optional_command_records(sections: Dict[int, Tuple[int, int, int]], view: memoryview, columns: Dict[int, memoryview]) -> None:
+    """The command record columns (1.1): all four or none, of one count."""
+    present = [column for column in _COMMAND_RECORD_COLUMNS if column.section_id in sections]
+    if not present:
+        return
+    if len(present) != len(_COMMAND_RECORD_COLUMNS):
+        raise ImageFormatError("index has some of the command record sections but not all")
+    first_size, _, first_length = sections[_COMMAND_HASHES.section_id]
+    count = first_length // 32 if first_size == 32 else -1
+    for column in _COMMAND_RECORD_COLUMNS:
+        item_size, offset, length = sections[column.section_id]
+        if item_size != column.item_size or count < 0 or length != count * item_size:
+            raise ImageFormatError(f"index section {column.section_id} has the wrong size")
+        columns[column.section_id] = _column_view(view[offset : offset + length], column)
 
 
 def _decompress_body(compressed: bytes, uncompressed_size: int) -> bytes:

@@ -34,7 +34,7 @@ from oci_cache.image_format.layer_writer import WrittenLayer
 
 FORMAT_NAME = "pants-oci-cache"
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 0
+FORMAT_MINOR = 1
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

@@ -1,4 +1,4 @@
-"""A client for one registry's OCI distribution API (/v2/), on urllib3 2.x.
+"""A client for one registry's OCI distribution API (/v2/), on urllib3 1.26 or 2.x.
 
 One `RegistryClient` per registry host: it owns the connection pools, the
 scheme (https, or http for `insecure`/loopback registries), and the
@@ -86,6 +86,11 @@ USER_AGENT = "pants-oci-cache/0.1 (urllib3)"
 MAX_REDIRECTS = 5
 MAX_MANIFEST_BYTES = 16 << 20
 READ_CHUNK = 1 << 20
+# urllib3 2 reads responses READ_CHUNK bytes at a time (`blocksize`); urllib3 1.26, which Pants
+# 2.24-2.29 pin in their own environment (and so in a `[GLOBAL].plugins` install), has no such
+# pool setting and reads with http.client's default.
+_URLLIB3_2 = int(urllib3.__version__.split(".")[0]) >= 2
+_BLOCKSIZE = {"blocksize": READ_CHUNK} if _URLLIB3_2 else {}
 DRAIN_LIMIT = 256 << 10
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 REFUSED_RETRY_DELAY = 0.1  # seconds before the one retry of a refused connection
@@ -153,11 +158,11 @@ class RegistryClient:
             maxsize=max_connections,
             retries=False,
             timeout=self._timeout,
-            blocksize=READ_CHUNK,
+            **_BLOCKSIZE,
             **_tls_settings(insecure, ca_bundle),
         )
         self._other_pool = urllib3.PoolManager(
-            num_pools=16, maxsize=max_connections, retries=False, timeout=self._timeout, blocksize=READ_CHUNK
+            num_pools=16, maxsize=max_connections, retries=False, timeout=self._timeout, **_BLOCKSIZE
         )
         if insecure:
             warnings.filterwarnings(
@@ -789,6 +794,9 @@ def _tls_settings(insecure: bool, ca_bundle: Optional[str]) -> Dict[str, Any]:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         return {"ssl_context": context, "cert_reqs": "CERT_NONE"}
+    if ca_bundle and not _URLLIB3_2:
+        # urllib3 1.26 checks host names itself (IP addresses too) only in a context it made.
+        return {"ca_certs": ca_bundle, "cert_reqs": "CERT_REQUIRED"}
     if ca_bundle:
         return {"ssl_context": ssl.create_default_context(cafile=ca_bundle)}
     return {}

@@ -18,49 +18,32 @@ Pure functions, no I/O but the key file: usable by the exporter, the daemon and 
 command line alike.
 """
 
-from oci_cache.secret_masking.command_records import (
-    RECORD_SCHEMA,
-    CommandRecord,
-    CommandRecordError,
-    EnvironmentEntry,
-    command_holds_secrets,
-    parse_command_record,
-    record_command,
-)
-from oci_cache.secret_masking.credentials import (
-    ArgumentSpan,
-    Span,
-    find_credential_arguments,
-    find_credential_spans,
-)
-from oci_cache.secret_masking.masked_values import (
-    MASKED_PATTERN,
-    MASKING_KEY_FILE,
-    MaskingKey,
-    is_masked,
-    load_or_create_masking_key,
-    mask_value,
-)
-from oci_cache.secret_masking.names import SECRET_NAME_PARTS, is_secret_name, parse_secret_names
+from oci_cache.lazy_exports import lazy_exports
 
-__all__ = [
-    "ArgumentSpan",
-    "CommandRecord",
-    "CommandRecordError",
-    "EnvironmentEntry",
-    "MASKED_PATTERN",
-    "MASKING_KEY_FILE",
-    "MaskingKey",
-    "RECORD_SCHEMA",
-    "SECRET_NAME_PARTS",
-    "Span",
-    "command_holds_secrets",
-    "find_credential_arguments",
-    "find_credential_spans",
-    "is_masked",
-    "is_secret_name",
-    "load_or_create_masking_key",
-    "mask_value",
-    "parse_command_record",
-    "record_command",
-]
+# Loaded on first use: `names` alone (what parsing a cache-to entry needs) does not pull
+# in the protobuf code.
+_EXPORTS = {
+    "ArgumentSpan": "credentials",
+    "CommandRecord": "command_records",
+    "CommandRecordError": "command_records",
+    "EnvironmentEntry": "command_records",
+    "MASKED_PATTERN": "masked_values",
+    "MASKING_KEY_FILE": "masked_values",
+    "MaskingKey": "masked_values",
+    "RECORD_SCHEMA": "command_records",
+    "SECRET_NAME_PARTS": "names",
+    "Span": "credentials",
+    "command_holds_secrets": "command_records",
+    "find_credential_arguments": "credentials",
+    "find_credential_spans": "credentials",
+    "is_masked": "masked_values",
+    "is_secret_name": "names",
+    "load_or_create_masking_key": "masked_values",
+    "mask_value": "masked_values",
+    "parse_command_record": "command_records",
+    "parse_secret_names": "names",
+    "record_command": "command_records",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = sorted(_EXPORTS)

@@ -11,7 +11,8 @@ What counts as a credential (each rule names the span that is masked):
 - an assignment to a secret-looking name (names.is_secret_name): `--password=VALUE`,
   `API_TOKEN=VALUE`, `?access_token=VALUE&…`; quoted values too;
 - a secret-looking header or key: `Authorization: Bearer VALUE` (the scheme word is
-  kept), `X-Api-Key: VALUE`, `api_key: VALUE`, `"token": "VALUE"`;
+  kept; also without the blank), `X-Api-Key: VALUE`, `api_key: VALUE` (a blank after the
+  colon: `secrets:target`, a Pants address, is not a header), `"token": "VALUE"`;
 - a bare `Bearer VALUE` / `Basic VALUE`;
 - a secret-looking flag followed by its value: `--token VALUE` inside one argument
   (a shell script), or as two arguments (`--token`, `VALUE`: the whole next
@@ -49,11 +50,11 @@ class ArgumentSpan(NamedTuple):
 _QUOTED_OR_BARE = r"""(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?P<bare>[^\s"';&|<>`()]+))"""
 _URL_USER_INFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(?P<value>[^/\s@'\"<>?#]+)@")
 _ASSIGNMENT = re.compile(r"(?<![\w.-])(?P<name>-{0,2}[A-Za-z_][\w.-]*)=" + _QUOTED_OR_BARE)
-_HEADER = re.compile(
-    r"(?<![\w-])(?P<name>[A-Za-z][\w-]*)[ \t]*:[ \t]*"
-    r"(?:(?:Bearer|Basic|Token|Digest|Negotiate|NTLM|Bot)[ \t]+)?(?P<value>[^\s\"'][^\r\n\"']*)",
-    re.IGNORECASE,
-)
+_SCHEME_AND_VALUE = r"(?:(?:Bearer|Basic|Token|Digest|Negotiate|NTLM|Bot)[ \t]+)?(?P<value>[^\s\"'][^\r\n\"']*)"
+# `Name: value` needs the blank after the colon (so `dir:target`, `host:port`, `a:b` are
+# not headers); `Authorization:value` does not.
+_HEADER = re.compile(r"(?<![\w-])(?P<name>[A-Za-z][\w-]*)[ \t]*:[ \t]+" + _SCHEME_AND_VALUE, re.IGNORECASE)
+_AUTHORIZATION = re.compile(r"(?<![\w-])(?P<name>(?:proxy-)?authorization)[ \t]*:[ \t]*" + _SCHEME_AND_VALUE, re.IGNORECASE)
 _JSON_MEMBER = re.compile(r'"(?P<name>[^"\\]{1,100})"\s*:\s*"(?P<value>[^"\\]*)"')
 _BARE_SCHEME = re.compile(r"(?<![\w-])(?:Bearer|Basic)[ \t]+(?P<value>[A-Za-z0-9._~+/=-]{8,})")
 _FLAG_AND_VALUE = re.compile(r"(?<!\S)(?P<name>--?[A-Za-z][\w-]*)[ \t]+(?!-)" + _QUOTED_OR_BARE)
@@ -70,6 +71,7 @@ def find_credential_spans(text: str, extra_names: Iterable[str] = ()) -> List[Sp
     spans.extend(_value_spans(_URL_USER_INFO, text))
     spans.extend(_value_spans(_BARE_SCHEME, text))
     spans.extend(_value_spans(_USER_OPTION, text))
+    spans.extend(_value_spans(_AUTHORIZATION, text))
     for pattern in (_ASSIGNMENT, _HEADER, _JSON_MEMBER, _FLAG_AND_VALUE):
         spans.extend(_value_spans(pattern, text, lambda name: is_secret_name(name, extra)))
     return merge_spans(spans)

@@ -10,7 +10,10 @@ substring (so `AWS_SECRET_ACCESS_KEY`, `npm_config__auth`, `--password`,
 exact names or shell-style patterns (`*`, `?`, `[...]`), compared case-insensitively.
 Substrings over-match on purpose (`KEYBOARD_LAYOUT`, `GIT_AUTHOR_NAME`,
 `SSL_CERT_FILE`): a value masked for nothing costs a less readable record, a value
-missed costs a leaked secret.
+missed costs a leaked secret. The one exception is Pants' own `PANTS_CACHE_KEY_*`
+variables (`PANTS_CACHE_KEY_TARGET_PLATFORM`: constants Pants adds to every process to
+key its caches), which hold no secret and tell misses apart (NOT_SECRET_PREFIXES); a
+user-listed name still wins.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ SECRET_NAME_PARTS: Tuple[str, ...] = (
     "CERT",
 )
 
+NOT_SECRET_PREFIXES: Tuple[str, ...] = ("PANTS_CACHE_KEY_",)
+
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9_.*?\[\]!-]+")
 
 
@@ -41,9 +46,11 @@ def is_secret_name(name: str, extra_names: Iterable[str] = ()) -> bool:
     """Whether a variable, flag or header called `name` holds a secret (see the module
     docstring). Leading dashes of a flag are ignored."""
     upper = name.lstrip("-").upper()
-    if any(part in upper for part in SECRET_NAME_PARTS):
+    if any(fnmatch.fnmatchcase(upper, extra.upper()) for extra in extra_names):
         return True
-    return any(fnmatch.fnmatchcase(upper, extra.upper()) for extra in extra_names)
+    if upper.startswith(NOT_SECRET_PREFIXES):
+        return False
+    return any(part in upper for part in SECRET_NAME_PARTS)
 
 
 def parse_secret_names(text: str) -> Tuple[str, ...]:
@@ -68,4 +75,4 @@ def check_secret_name(name: str) -> str:
     return name
 
 
-__all__ = ["SECRET_NAME_PARTS", "check_secret_name", "is_secret_name", "parse_secret_names"]
+__all__ = ["NOT_SECRET_PREFIXES", "SECRET_NAME_PARTS", "check_secret_name", "is_secret_name", "parse_secret_names"]

@@ -1,11 +1,15 @@
 """REAPI ContentAddressableStorage: FindMissingBlobs, BatchUpdateBlobs, BatchReadBlobs, GetTree.
 
+BatchReadBlobs (Pants 2.28+ with `remote_store_batch_load_enabled`) first fetches the
+blobs that only an imported image holds, all at once, then reads every blob locally.
+
 FindMissingBlobs runs on the event loop (an index lookup); the others read or
 write many bytes and run on a worker thread.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Iterator, List, Optional, Set, Tuple
 
 import grpc
@@ -22,6 +26,7 @@ from oci_cache.server.status_mapping import status_for_exception
 from oci_cache.store.interfaces import BlobStore
 
 SERVICE_NAME = "build.bazel.remote.execution.v2.ContentAddressableStorage"
+logger = logging.getLogger(__name__)
 
 DEFAULT_TREE_PAGE_SIZE = 1000
 MAX_TREE_PAGE_SIZE = 10000
@@ -83,6 +88,7 @@ class CasService:
                 f"{self._max_batch_total_size_bytes}: use ByteStream.Read"
             )
         use_zstd = _ZSTD in request.acceptable_compressors
+        self._fetch_imported(digests)
         response = re_pb2.BatchReadBlobsResponse()
         for message, digest in zip(request.digests, digests):
             item = response.responses.add(digest=message)
@@ -97,6 +103,19 @@ class CasService:
             except Exception as error:  # noqa: BLE001 - every blob gets its own status
                 item.status.CopyFrom(_status_message(error, "BatchReadBlobs"))
         return response
+
+    def _fetch_imported(self, digests: List[Digest]) -> None:
+        """Brings the blobs of a batch that only an imported cache image holds into the local
+        tier at once, concurrently (ImportingBlobStore.ensure_local), so that the batch costs
+        one round of fetches instead of one fetch after another; then every blob is read
+        locally. A failure here only means those blobs are fetched (or reported) one by one."""
+        ensure_local = getattr(self._blobs, "ensure_local", None)
+        if ensure_local is None or len(digests) < 2:
+            return
+        try:
+            ensure_local(digests)
+        except Exception as error:  # noqa: BLE001 - each blob still gets its own read and status
+            logger.debug("BatchReadBlobs: fetching %d blobs at once failed: %s", len(digests), error)
 
     # --- GetTree ------------------------------------------------------------------------
 
