@@ -72,6 +72,8 @@ def test_explain_names_the_changed_argument_and_variables_of_a_rerun_process(tmp
         )
         assert control.send_descriptions({second: "Run shell_command - gen:out", first: "not this run"}) == 1
         live = json.loads(_explain_cli(state_dir, "--json"))
+        assert control.finish_explain() == "1 miss: 1 arguments changed"
+        assert control.finish_explain() == "0 misses"  # nothing new: the saved run stays
     finally:
         server.stop()
 

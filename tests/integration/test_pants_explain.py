@@ -111,7 +111,10 @@ def fresh_machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str
         assert fresh.returncode == 0, fresh.describe()
         explained = _explain(state_b)
         (base / "explained.json").write_text(json.dumps(explained, indent=1), encoding="utf-8")
-        yield {"fresh": fresh, "explained": explained, "image": image, "state_b": state_b}
+        for pid in live_daemon_pids(state_b):
+            kill(pid)  # SIGTERM: the daemon stops as it would, leaving its record
+        after_stop = _explain(state_b)
+        yield {"fresh": fresh, "explained": explained, "after_stop": after_stop, "image": image}
     finally:
         for state_dir in (state_a, state_b):
             for pid in live_daemon_pids(state_dir):
@@ -143,6 +146,7 @@ def test_explain_names_each_changed_process_its_previous_version_and_what_change
     changed = {(d["kind"], d["name"]) for d in words["differences"]}
     assert ("input_file", "data/words.txt") in changed or ("input_root", None) in changed, words
 
+    assert fresh_machine["after_stop"] == explained  # the record the daemon left
     assert "oci-cache explain" in fresh_machine["fresh"].output  # the end-of-run line names the causes
     for text in (json.dumps(explained), fresh_machine["fresh"].output):
         assert SECRET_BEFORE not in text and SECRET_AFTER not in text

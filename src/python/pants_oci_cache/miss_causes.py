@@ -15,7 +15,8 @@ the daemon computes from the uploaded Command too. Only processes that ran here
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Iterable, List, Optional
+import json
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from oci_cache.daemon.control_client import ControlClient, ControlError
 from oci_cache.explain.process_keys import process_key_of_definition
@@ -28,6 +29,8 @@ MAX_PROCESSES = 20_000
 class ProcessDescriptions:
     def __init__(self) -> None:
         self.by_process_key: Dict[str, str] = {}
+        self.input_roots: Dict[str, Tuple[str, int]] = {}
+        """Process key -> its input root (fingerprint, size), from the definition."""
 
     def add(self, workunits: Iterable[Any]) -> None:
         for workunit in workunits or ():
@@ -44,6 +47,17 @@ class ProcessDescriptions:
                 continue
             if key is not None and description:
                 self.by_process_key.setdefault(key, str(description))
+                root = _input_root(definition)
+                if root is not None:
+                    self.input_roots.setdefault(key, root)
+
+
+def _input_root(definition: str) -> Optional[Tuple[str, int]]:
+    try:
+        digest = json.loads(definition)["input_digests"]["complete"]["digest"]
+        return str(digest["fingerprint"]), int(digest["size_bytes"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def misses_clause(client: ControlClient, descriptions: ProcessDescriptions) -> Optional[str]:

@@ -73,3 +73,19 @@ def test_a_saved_report_reads_back_with_its_causes() -> None:
 
 def test_a_run_without_misses_says_so() -> None:
     assert summary_clause(explain_misses([], CandidateIndex([]))) == "0 misses"
+
+
+def test_causes_counted_more_than_once_read_in_the_plural() -> None:
+    new = [MissFacts(Digest.of(bytes([n])), None, view(command(["gen", str(n)], output_files=[f"o{n}"]))) for n in range(2)]
+
+    assert summary_clause(explain_misses(new, CandidateIndex([]))) == "2 misses: 2 new processes"
+
+
+def test_the_table_shows_where_two_long_arguments_differ() -> None:
+    script = "sleep 0.5; mkdir -p tiny && " * 4 + "printf {} > tiny/a.txt && echo done"
+    before = view(command(["bash", "-c", script.format("a")], output_files=["tiny/a.txt"]))
+    after = view(command(["bash", "-c", script.format("A")], output_files=["tiny/a.txt"]))
+
+    table = render_table(explain_misses([MissFacts(after.action, "Run tiny", after)], CandidateIndex([before])))
+
+    assert "printf a" in table and "printf A" in table

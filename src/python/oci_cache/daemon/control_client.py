@@ -177,6 +177,14 @@ class ControlClient:
         body = {"descriptions": descriptions or {}, "processes": processes or {}}
         return int(self._call("POST", "/v1/explain/descriptions", body, timeout).get("matched", 0))
 
+    def send_input_tree(
+        self, root: str, files: List[Tuple[str, str, bool]], directories: List[str], timeout: float = 10.0
+    ) -> bool:
+        """An input root's listing (path, "HASH/SIZE", executable), for the daemon to rebuild
+        its Directory messages (explain/input_trees.py); whether it kept them."""
+        body = {"root": root, "files": [list(f) for f in files], "directories": directories}
+        return bool(self._call("POST", "/v1/explain/input-trees", body, timeout).get("kept", False))
+
     def finish_explain(self, timeout: Optional[float] = 30.0) -> str:
         """Ends the daemon's record of this run (saved for `oci-cache explain`); the misses' summary clause."""
         return str(self._call("POST", "/v1/explain/finish", None, timeout).get("summary", ""))

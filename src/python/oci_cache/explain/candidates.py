@@ -148,6 +148,12 @@ class CandidateLoader:
             extra_secret_names=self._extra,
         )
 
+    def store_directories(self, directories: Dict[Digest, bytes]) -> None:
+        """Keeps Directory messages (each verified against its digest) in the blob store."""
+        for digest, data in directories.items():
+            if not self._blobs.contains(digest):
+                self._blobs.put_bytes(digest, data)
+
     def process_key(self, action_digest: Digest) -> Optional[str]:
         """The process key (process_keys.py) of an action whose plain Command is at hand."""
         try:

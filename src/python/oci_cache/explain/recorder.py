@@ -22,10 +22,11 @@ import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Dict, Iterator, Mapping, Optional, Set
+from typing import Dict, Iterable, Iterator, Mapping, Optional, Set
 
 from oci_cache.digests import Digest
 from oci_cache.explain.candidates import LOAD_BUDGET_SECONDS, CandidateLoader
+from oci_cache.explain.input_trees import FileListing, directories_of_listing
 from oci_cache.explain.matcher import CandidateIndex
 from oci_cache.explain.report import ExplainReport, MissFacts, explain_misses, parse_report, summary_clause
 from oci_cache.store.interfaces import ActionCache
@@ -97,6 +98,16 @@ class MissRecorder:
                     self._misses[digest] = text
         return len(found)
 
+    def add_input_tree(self, root: Digest, files: Iterable[FileListing], empty_directories: Iterable[str] = ()) -> bool:
+        """Keeps the Directory messages of input root `root`, rebuilt from a listing of its
+        files (input_trees.py), when the rebuilt root is `root`; whether it was."""
+        rebuilt, directories = directories_of_listing(files, empty_directories)
+        if rebuilt != root:
+            logger.debug("explain: the listing of input root %s rebuilds as %s: not kept", root, rebuilt)
+            return False
+        self._loader.store_directories(directories)
+        return True
+
     # ---- explaining ---------------------------------------------------------------
 
     def report(self) -> ExplainReport:
@@ -113,7 +124,11 @@ class MissRecorder:
     def finish_run(self, budget_seconds: float = FINISH_BUDGET_SECONDS) -> str:
         """Explains the current run, saves it and starts a new run; the summary clause.
         Candidates not read yet are read for at most `budget_seconds` (the end of a Pants
-        run waits for this; the rest are read by the next explanation)."""
+        run waits for this; the rest are read by the next explanation). A run without
+        misses leaves the last saved run in place (a daemon stopping after a run)."""
+        with self._lock:
+            if not self._misses:
+                return summary_clause(ExplainReport(()))
         report = self._explain_current(budget_seconds)
         with self._lock:
             self._misses = OrderedDict()

@@ -50,6 +50,7 @@ _CAUSE_OF_KIND = (
     ("timeout", "timeout changed"),
 )
 MAX_NAMES_IN_CLAUSE = 3
+_PLURALS = {CAUSE_NEW: "new processes", CAUSE_OTHER: "other changes"}
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,7 @@ def summary_clause(report: ExplainReport) -> str:
                     env_names.append(change.name)
     parts = []
     for cause, number in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
-        text = f"{number} {cause}"
+        text = f"{number} {_PLURALS.get(cause, cause) if number > 1 else cause}"
         if cause == "env changed" and env_names:
             shown = env_names[:MAX_NAMES_IN_CLAUSE]
             text += f" ({', '.join(shown)}{', …' if len(env_names) > len(shown) else ''})"
@@ -174,7 +175,7 @@ def summary_clause(report: ExplainReport) -> str:
     return f"{head}: {', '.join(parts)}"
 
 
-def render_table(report: ExplainReport, width: int = 60) -> str:
+def render_table(report: ExplainReport, width: int = 72) -> str:
     """One block per miss: its description and action, the nearest action, then one
     row per difference (KIND NAME BEFORE -> AFTER)."""
     lines = [summary_clause(report)]
@@ -190,10 +191,8 @@ def render_table(report: ExplainReport, width: int = 60) -> str:
             lines.append("           the action itself is cached, but its outputs could not be served")
         for change in miss.differences:
             name = change.name or ""
-            lines.append(
-                f"  {change.kind:<17} {_clip(name, 40):<40} {_clip(_shown(change.before), width)} -> "
-                f"{_clip(_shown(change.after), width)}"
-            )
+            before, after = _around_difference(_shown(change.before), _shown(change.after), width)
+            lines.append(f"  {change.kind:<17} {_clip(name, 40):<40} {before} -> {after}")
     for note in report.notes:
         lines.append("")
         lines.append(f"note: {note}")
@@ -228,6 +227,19 @@ def parse_report(document: Mapping[str, Any]) -> ExplainReport:
 
 def _shown(value: Optional[str]) -> str:
     return "(absent)" if value is None else value
+
+
+def _around_difference(before: str, after: str, width: int) -> Tuple[str, str]:
+    """Both texts clipped to `width`, showing where they start to differ."""
+    if len(before) <= width and len(after) <= width:
+        return before, after
+    same = 0
+    while same < min(len(before), len(after)) and before[same] == after[same]:
+        same += 1
+    start = max(0, same - width // 3)
+    if start == 0:
+        return _clip(before, width), _clip(after, width)
+    return _clip("…" + before[start:], width), _clip("…" + after[start:], width)
 
 
 def _clip(text: str, width: int) -> str:
