@@ -3,7 +3,7 @@ the Control service (gRPC and JSON over HTTP), the counters, the bearer token, e
 requests, Shutdown and the idle timeout (server/daemon_runtime.py and friends).
 
 The export behind it is a recording callable standing where issue 3's OCI export plugs in
-(`Tiers.export`); what is tested here is when and how often the daemon calls it.
+(`ServingStack.export`); what is tested here is when and how often the daemon calls it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any, Iterator, List, Optional
 import grpc
 import pytest
 
+from oci_cache.cache_image.serving_stack import ServingStack
 from oci_cache.daemon.control_client import ControlClient, ControlError
 from oci_cache.export_report import ExportReport, ExportTargetReport
 from oci_cache.reapi import control_pb2, control_pb2_grpc
@@ -62,16 +63,8 @@ class Daemon:
             config_fingerprint="fp-123",
             idle_timeout_seconds=idle_timeout,
         )
-        self.runtime = DaemonRuntime(
-            identity,
-            self.store,
-            CompletenessCheckingActionCache(self.store, self.store),
-            self.stop_event,
-            bearer_token=TOKEN,
-            control_http=True,
-            export=export,
-            local_store_stats=self.store.stats,
-        )
+        stack = ServingStack(self.store, self.store, CompletenessCheckingActionCache(self.store, self.store), export=export)
+        self.runtime = DaemonRuntime(identity, stack, self.stop_event, bearer_token=TOKEN, control_http=True)
         self.server, port = build_server(
             self.runtime.blobs,
             self.runtime.action_cache,
@@ -193,7 +186,7 @@ def test_http_endpoint_rejects_unknown_paths_and_bad_bodies(daemon_factory) -> N
     assert call("POST", "/v1/export", b'{"background": "maybe"}') == 400
 
 
-def test_export_calls_the_tiers_export(daemon_factory) -> None:  # type: ignore[no-untyped-def]
+def test_export_calls_the_stacks_export(daemon_factory) -> None:  # type: ignore[no-untyped-def]
     export = RecordingExport()
     daemon = daemon_factory(export)
     response = daemon.control.Export(control_pb2.ExportRequest(), metadata=AUTH, timeout=10)

@@ -3,7 +3,7 @@
 - `check_complete(entry_text, scratch, ledger)`: the ref names a complete,
   importable cache image: manifest, config, index and every data layer exist and
   hash to their digests (each downloaded whole and hashed here), and a fresh
-  importer (the tiers `oci-cache serve --cache-from` builds, on a new state dir)
+  importer (the serving stack `oci-cache serve --cache-from` builds, on a new state dir)
   reads back every blob and action result in the index — each blob hashes to its
   digest and, when the ledger knows it, equals the acknowledged bytes; each
   acknowledged action result equals what was sent.
@@ -21,8 +21,7 @@ from typing import Dict, List, Optional, Set, Tuple
 
 from oci_cache.cache_entries import parse_cache_from
 from oci_cache.cache_image import LoadedImage, load_cache_image, open_entry_target
-from oci_cache.cache_image.tiers import open_oci_tiers
-from oci_cache.cli.serve_command import ServeConfig
+from oci_cache.cache_image.serving_stack import open_serving_stack
 from oci_cache.digests import Digest
 from oci_cache.errors import CacheError
 from oci_cache.reapi import remote_execution_pb2 as re_pb2
@@ -83,16 +82,10 @@ def _check_complete(entry_text: str, scratch: Path, ledger: Ledger) -> ImageFact
     assert image is not None, f"nothing at {entry_text}"
     layers = check_layers(entry_text, image)
     state_dir = Path(scratch)
-    config = ServeConfig(
-        listen="127.0.0.1:0",
-        state_dir=state_dir,
-        max_size_bytes=1 << 34,
-        cache_from=[parse_cache_from(entry_text)],
-    )
-    tiers = open_oci_tiers(config, refresh_seconds=0)
+    stack = open_serving_stack(state_dir, 1 << 34, [parse_cache_from(entry_text)], refresh_seconds=0)
     blobs_known = actions_known = 0
     try:
-        importing = tiers.blobs
+        importing = stack.blobs
         assert importing.imports.wait_ready(IMPORT_WAIT_SECONDS), "the import did not finish"  # type: ignore[attr-defined]
         digests = [entry.digest for entry in image.index.iter_blobs()]
         failed = importing.ensure_local(digests)  # type: ignore[attr-defined]
@@ -105,7 +98,7 @@ def _check_complete(entry_text: str, scratch: Path, ledger: Ledger) -> ImageFact
                 assert data == ledger.blob_bytes(key), f"blob {digest} differs from the acknowledged bytes"
                 blobs_known += 1
         for action_entry in image.index.iter_actions():
-            served = tiers.action_cache.get_action_result(action_entry.action)
+            served = stack.action_cache.get_action_result(action_entry.action)
             assert served is not None, f"action {action_entry.action} of the image is not served"
             assert Digest.of(served) == action_entry.result, f"action {action_entry.action}: result digest differs"
             expected = ledger.actions.get((action_entry.action.hash, action_entry.action.size_bytes))
@@ -113,7 +106,7 @@ def _check_complete(entry_text: str, scratch: Path, ledger: Ledger) -> ImageFact
                 assert re_pb2.ActionResult.FromString(served) == re_pb2.ActionResult.FromString(expected)
                 actions_known += 1
     finally:
-        tiers.close()
+        stack.close()
         shutil.rmtree(state_dir, ignore_errors=True)
     return ImageFacts(
         image.digest, image.index.blob_count, image.index.action_count, layers, blobs_known, actions_known

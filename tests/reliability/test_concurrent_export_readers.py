@@ -3,7 +3,7 @@
 tests/integration/cache_image/test_concurrent_export.py races 4 exporters (separate
 local stores, as on separate CI machines) over 3 rounds and reads the result once at
 the end. Here reader threads import the ref over and over *while* the exporters
-race, each time on a fresh state directory with the tiers `oci-cache serve
+race, each time on a fresh state directory with the serving stack `oci-cache serve
 --cache-from` builds, and read every entry of the image they imported:
 
 - every import succeeds (the ref always names a complete image, never a half-written
@@ -38,8 +38,7 @@ if str(_UNIT_SCENARIOS) not in sys.path:
 from action_scenario import RecordedAction, make_action, store_action  # noqa: E402
 from oci_cache.cache_entries import parse_cache_from, parse_cache_to  # noqa: E402
 from oci_cache.cache_image.exporter import CacheExporter  # noqa: E402
-from oci_cache.cache_image.tiers import open_oci_tiers  # noqa: E402
-from oci_cache.cli.serve_command import ServeConfig  # noqa: E402
+from oci_cache.cache_image.serving_stack import open_serving_stack  # noqa: E402
 from oci_cache.digests import Digest  # noqa: E402
 from oci_cache.store.local_store import LocalStore  # noqa: E402
 from registry_fixtures import RegistryServer, registry_plain  # noqa: E402,F401 - a fixture
@@ -106,12 +105,9 @@ def _exporter(number: int, tmp_path: Path, cache_to: str, race: Race, barriers: 
 def _read_once(cache_from: str, state_dir: Path, race: Race, figures: ReaderFigures) -> None:
     during = race.exporting.is_set() and not race.done.is_set()
     confirmed = race.confirmed_now()  # taken before the import starts
-    config = ServeConfig(
-        listen="127.0.0.1:0", state_dir=state_dir, max_size_bytes=1 << 32, cache_from=[parse_cache_from(cache_from)]
-    )
-    tiers = open_oci_tiers(config, refresh_seconds=0)
+    stack = open_serving_stack(state_dir, 1 << 32, [parse_cache_from(cache_from)], refresh_seconds=0)
     try:
-        imports = tiers.blobs.imports  # type: ignore[attr-defined]
+        imports = stack.blobs.imports  # type: ignore[attr-defined]
         if not imports.wait_ready(30):
             figures.failures.append("an import did not finish within 30 s")
             return
@@ -133,13 +129,13 @@ def _read_once(cache_from: str, state_dir: Path, race: Race, figures: ReaderFigu
             if recorded is None:
                 figures.failures.append(f"image {image.digest} holds an action nobody wrote: {action}")
                 continue
-            served = tiers.action_cache.get_action_result(action)
+            served = stack.action_cache.get_action_result(action)
             if served != recorded.result:
                 figures.failures.append(f"action {action}: {'miss' if served is None else 'wrong result'}")
                 continue
             figures.actions_read += 1
             for digest, data in recorded.outputs.items():
-                if tiers.blobs.read_bytes(digest) != data:
+                if stack.blobs.read_bytes(digest) != data:
                     figures.failures.append(f"blob {digest} of action {action} is not byte-exact")
                 figures.blobs_read += 1
                 figures.bytes_read += len(data)
@@ -148,7 +144,7 @@ def _read_once(cache_from: str, state_dir: Path, race: Race, figures: ReaderFigu
     except Exception as error:  # noqa: BLE001 - every failure is reported with the rest
         figures.failures.append(f"reading {cache_from}: {type(error).__name__}: {error}")
     finally:
-        tiers.close()
+        stack.close()
         shutil.rmtree(state_dir, ignore_errors=True)
 
 

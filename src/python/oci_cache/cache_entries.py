@@ -3,7 +3,7 @@
 An entry is comma-separated `key=value` fields, read as one CSV record like buildx
 does (so a value holding a comma can be quoted: `"dest=/tmp/a,b"`). Keys are
 case-insensitive; a bare reference with no `=` is shorthand for
-`type=registry,ref=<reference>`. Keys (SPEC §2):
+`type=registry,ref=<reference>`. Keys (docs/configuration.md):
 
     type               registry | local (required)
     ref                registry reference [host[:port]/]repository[:tag] (type=registry)
@@ -83,7 +83,7 @@ class CacheEntryError(ValueError):
 
 @dataclass(frozen=True)
 class CacheTo:
-    """A parsed cache-to entry (defaults as in SPEC §2)."""
+    """A parsed cache-to entry (defaults as in docs/configuration.md)."""
 
     type: str
     ref: Optional[str] = None

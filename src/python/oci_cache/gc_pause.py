@@ -2,8 +2,8 @@
 
 Building the plan of a large cache image creates hundreds of thousands of small
 objects that all stay alive; each of the collector's passes over the growing heap
-finds nothing to free and costs about a quarter of the time (measured on a
-100,000-action image). Reference counting still frees everything as usual while
+finds nothing to free and costs a good part of the time (docs/performance.md has the
+measurement). Reference counting still frees everything as usual while
 paused; only the search for reference cycles waits until the block ends.
 """
 

@@ -76,6 +76,23 @@ def format_size(size_bytes: int) -> str:
     return f"{size_bytes}B"
 
 
+
+def format_size_rounded(size_bytes: int) -> str:
+    """At most one decimal, for people reading a summary line ("0B", "512B", "2KiB",
+    "7.4MiB", "3000GiB"); unlike `format_size`, not meant to be read back."""
+    if size_bytes < 1024:
+        return f"{size_bytes}B"
+    value = size_bytes / 1024
+    for unit in ("KiB", "MiB"):
+        if value < 1024:
+            return _one_decimal(value) + unit
+        value /= 1024
+    return _one_decimal(value) + "GiB"
+
+
+def _one_decimal(value: float) -> str:
+    return f"{value:.1f}".rstrip("0").rstrip(".")
+
 _DURATION_UNITS: Dict[str, Decimal] = {
     "d": Decimal(86400),
     "h": Decimal(3600),

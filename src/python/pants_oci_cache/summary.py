@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from oci_cache.daemon.control_client import DaemonStatus, ExportResult
+from oci_cache.sizes import format_size_rounded as format_size
 
 
 @dataclass(frozen=True)
@@ -67,22 +68,6 @@ def describe_export(result: ExportResult, waited_seconds: float) -> str:
 
 def summary_line(counters: RunCounters, export: str) -> str:
     return f"oci-cache: {counters.describe()}; {export}"
-
-
-def format_size(size_bytes: int) -> str:
-    """At most one decimal: "0B", "512B", "2KiB", "7.4MiB"."""
-    if size_bytes < 1024:
-        return f"{size_bytes}B"
-    value = size_bytes / 1024
-    for unit in ("KiB", "MiB"):
-        if value < 1024:
-            return _one_decimal(value) + unit
-        value /= 1024
-    return _one_decimal(value) + "GiB"
-
-
-def _one_decimal(value: float) -> str:
-    return f"{value:.1f}".rstrip("0").rstrip(".")
 
 
 def _count(number: int, singular: str, plural: Optional[str] = None) -> str:

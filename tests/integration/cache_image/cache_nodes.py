@@ -1,4 +1,4 @@
-"""An in-process "daemon": the tiers `oci-cache serve` builds (open_oci_tiers) on a
+"""An in-process "daemon": the serving stack `oci-cache serve` builds (open_serving_stack) on a
 state directory, without the gRPC server. (Imported by name.)"""
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ from typing import List, Optional, Sequence
 
 from oci_cache.cache_entries import parse_cache_from, parse_cache_to
 from oci_cache.cache_image.importing_blob_store import ImportingBlobStore
-from oci_cache.cache_image.tiers import open_oci_tiers
-from oci_cache.cli.serve_command import ServeConfig, Tiers
+from oci_cache.cache_image.serving_stack import ServingStack, open_serving_stack
 from oci_cache.digests import Digest
 from oci_cache.export_report import ExportReport
 
@@ -19,11 +18,11 @@ from action_scenario import RecordedAction
 
 @dataclass
 class CacheNode:
-    tiers: Tiers
+    stack: ServingStack
 
     @property
     def blobs(self) -> ImportingBlobStore:
-        return self.tiers.blobs  # type: ignore[return-value]
+        return self.stack.blobs  # type: ignore[return-value]
 
     @property
     def local(self):  # type: ignore[no-untyped-def]
@@ -31,14 +30,14 @@ class CacheNode:
 
     @property
     def actions(self):  # type: ignore[no-untyped-def]
-        return self.tiers.action_cache
+        return self.stack.action_cache
 
     def export(self) -> ExportReport:
-        assert self.tiers.export is not None
-        return self.tiers.export()
+        assert self.stack.can_export
+        return self.stack.export()
 
     def close(self) -> None:
-        self.tiers.close()
+        self.stack.close()
 
     def write(self, recorded: RecordedAction) -> None:
         """What a client does after running the action: blobs, then the result."""
@@ -72,15 +71,15 @@ def open_node(
     wait_import: bool = True,
     confirm_delay: Optional[float] = 0.0,
 ) -> CacheNode:
-    config = ServeConfig(
-        listen="127.0.0.1:0",
-        state_dir=Path(state_dir),
-        max_size_bytes=max_size,
-        cache_from=[parse_cache_from(text) for text in cache_from],
-        cache_to=[parse_cache_to(text) for text in cache_to],
+    stack = open_serving_stack(
+        Path(state_dir),
+        max_size,
+        [parse_cache_from(text) for text in cache_from],
+        [parse_cache_to(text) for text in cache_to],
+        refresh_seconds=0,
+        confirm_delay=confirm_delay,
     )
-    tiers = open_oci_tiers(config, refresh_seconds=0, confirm_delay=confirm_delay)
-    node = CacheNode(tiers)
+    node = CacheNode(stack)
     if wait_import and cache_from:
         assert node.blobs.imports.wait_ready(30)
     return node

@@ -218,6 +218,7 @@ def test_a_foreign_image_at_the_ref_is_not_overwritten(registry_plain, unique_re
     target.close()
 
 
+@pytest.mark.usefixtures("lazy_reads_only")
 def test_entries_used_from_another_ref_are_carried_forward_and_layers_mounted(registry_plain, unique_repo: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     main = f"{registry_plain.host}/{unique_repo}-main:cache"
     branch = f"{registry_plain.host}/{unique_repo}-branch:cache"
@@ -254,6 +255,7 @@ def test_entries_used_from_another_ref_are_carried_forward_and_layers_mounted(re
         reader.close()
 
 
+@pytest.mark.usefixtures("lazy_reads_only")
 def test_an_unreachable_layer_is_a_miss_this_time_only(registry_plain, unique_repo: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     proxy = FaultProxy(registry_plain.host)
     try:

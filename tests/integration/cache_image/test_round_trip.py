@@ -4,7 +4,7 @@ through an OCI layout directory.
 
 The exporting side is one local store (module-scoped) with successful actions, a
 failed one, and a 5 MB output spanning several compression units; the importing
-side is what `oci-cache serve` builds (open_oci_tiers) on a new state directory.
+side is what `oci-cache serve` builds (open_serving_stack) on a new state directory.
 """
 
 from __future__ import annotations
@@ -115,6 +115,7 @@ def test_round_trip_through_oci_layout(source: Source, tmp_path: Path, compressi
     )
 
 
+@pytest.mark.usefixtures("lazy_reads_only")
 def test_one_blob_costs_about_its_own_bytes(source: Source, registry_plain, unique_repo: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Reading one blob fetches its entry's range, not the layer (every compression)."""
     for compression in COMPRESSIONS:

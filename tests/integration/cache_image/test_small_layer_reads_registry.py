@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from action_scenario import make_action, store_action
 from cache_nodes import open_node
 from oci_cache.cache_entries import parse_cache_to
@@ -14,6 +16,7 @@ from oci_cache.store.local_store import LocalStore
 from registry_fixtures import FaultProxy
 
 
+@pytest.mark.usefixtures("lazy_reads_only")
 def test_a_small_layer_is_read_whole_from_its_second_blob(registry_plain, unique_repo: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     proxy = FaultProxy(registry_plain.host)
     try:

@@ -17,8 +17,8 @@ from oci_cache.cache_entries import parse_cache_from, parse_cache_to
 from oci_cache.cache_image.exporter import CacheExporter
 from oci_cache.cache_image.imported_images import ImportSet
 from oci_cache.cache_image.importer import CacheImporter
-from oci_cache.cache_image.importing_action_cache import ImportingActionCache
 from oci_cache.cache_image.importing_blob_store import ImportingBlobStore
+from oci_cache.cache_image.serving_stack import honest_action_cache
 from oci_cache.digests import EMPTY_DIGEST, Digest
 from oci_cache.reapi import remote_execution_pb2 as re_pb2
 from oci_cache.server.cas_service import CasService
@@ -52,7 +52,7 @@ class Daemon:
         self.importer = CacheImporter([parse_cache_from(f"type=local,src={layout}")], self.imports, refresh_seconds=0)
         self.importer.import_all()
         self.tiers = ImportingBlobStore(self.local, self.imports)
-        self.actions = ImportingActionCache(self.local, self.tiers, self.imports)
+        self.actions = honest_action_cache(self.local, self.tiers, self.imports)
         self.metrics = StoreMetrics()
         self.cas = CasService(MetricsBlobStore(self.tiers, self.metrics), MAX_BATCH)
 

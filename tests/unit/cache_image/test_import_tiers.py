@@ -17,8 +17,9 @@ from oci_cache.cache_entries import parse_cache_from, parse_cache_to
 from oci_cache.cache_image.exporter import CacheExporter
 from oci_cache.cache_image.imported_images import ImportSet
 from oci_cache.cache_image.importer import CacheImporter
-from oci_cache.cache_image.importing_action_cache import ImportingActionCache
 from oci_cache.cache_image.importing_blob_store import ImportingBlobStore
+from oci_cache.cache_image.serving_stack import honest_action_cache
+from oci_cache.cache_image.usage_log import UsageLog
 from oci_cache.digests import Digest
 from oci_cache.errors import NotFoundError
 from oci_cache.nonblocking import WouldBlockError
@@ -47,7 +48,8 @@ class Tier:
         self.imports = ImportSet(expected=1)
         self.importer = CacheImporter([parse_cache_from(f"type=local,src={layout}")], self.imports, refresh_seconds=0)
         self.blobs = ImportingBlobStore(self.local, self.imports)
-        self.actions = ImportingActionCache(self.local, self.blobs, self.imports)
+        self.usage = UsageLog()
+        self.actions = honest_action_cache(self.local, self.blobs, self.imports, self.usage)
 
     def close(self) -> None:
         self.importer.close()
@@ -80,7 +82,7 @@ def test_a_hit_is_fetched_verified_stored_and_then_local(tier: Tier, exported) -
     fetched = tier.imports.counters.snapshot().blobs_fetched
     assert tier.actions.get_action_result(first.action) == first.result
     assert tier.imports.counters.snapshot().blobs_fetched == fetched
-    assert first.action in tier.actions.usage.actions()
+    assert first.action in tier.usage.actions()
 
 
 def test_on_the_event_loop_network_work_raises_would_block_before_any_change(tier: Tier, exported) -> None:  # type: ignore[no-untyped-def]

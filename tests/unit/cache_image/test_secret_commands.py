@@ -16,7 +16,7 @@ from image_secret_scan import files_holding, image_blobs
 from oci_cache.cache_entries import parse_cache_from, parse_cache_to
 from oci_cache.cache_image import load_cache_image, open_entry_target
 from oci_cache.cache_image.exporter import UNCHANGED_MESSAGE, CacheExporter
-from oci_cache.cache_image.importing_action_cache import ImportingActionCache
+from oci_cache.cache_image.serving_stack import honest_action_cache
 from oci_cache.cache_image.importing_blob_store import ImportingBlobStore
 from oci_cache.cache_image.imported_images import ImportSet
 from oci_cache.cache_image.importer import CacheImporter
@@ -162,7 +162,7 @@ def test_an_action_whose_command_was_left_out_is_still_an_honest_hit(tmp_path: P
     blobs = ImportingBlobStore(local, imports)
     try:
         importer.import_all()
-        actions = ImportingActionCache(local, blobs, imports)
+        actions = honest_action_cache(local, blobs, imports)
         recorded, command = scene["secret"]  # type: ignore[misc]
         assert actions.get_action_result(recorded.action) == recorded.result
         assert blobs.find_missing([command]) == [command]  # the client uploads it again, to the local store

@@ -16,14 +16,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from oci_cache.cache_entries import MODE_MAX, MODE_MIN, CacheTo
-from oci_cache.cache_image.action_references import (
-    UnreadableResultError,
-    parse_result_references,
-    parse_tree_references,
-)
+from oci_cache.store.action_references import TreeCache, UnreadableResultError, parse_result_references
 from oci_cache.cache_image.importing_blob_store import ImportingBlobStore
 from oci_cache.cache_image.usage_log import UsageLog
 from oci_cache.digests import EMPTY_DIGEST, Digest
@@ -122,24 +118,29 @@ def collect_exportable(
 
 
 class _TreeReader:
+    """The files of the trees an export needs, read (fetched when only in an imported
+    image) and parsed once per export, in the one bounded TreeCache."""
+
     def __init__(self, store: Any, fetcher: Optional[ImportingBlobStore]) -> None:
         self._store = store
         self._fetcher = fetcher
-        self._cache: Dict[Tuple[Digest, bool], Optional[Tuple[Digest, ...]]] = {}
+        self._trees = TreeCache()
+        self._unavailable: Set[Digest] = set()
 
     def files(self, tree: Digest, directories_in_cas: bool) -> Optional[Tuple[Digest, ...]]:
-        key = (tree, directories_in_cas)
-        if key not in self._cache:
-            self._cache[key] = self._read(tree, directories_in_cas)
-        return self._cache[key]
-
-    def _read(self, tree: Digest, directories_in_cas: bool) -> Optional[Tuple[Digest, ...]]:
-        try:
-            if not self._store.contains(tree) and self._fetcher is not None and self._fetcher.ensure_local([tree]):
-                return None
-            return parse_tree_references(self._store.read_bytes(tree), directories_in_cas)
-        except (CacheError, UnreadableResultError):
+        """What a hit needs of `tree`; None when the tree cannot be read."""
+        if tree in self._unavailable:
             return None
+        try:
+            return self._trees.references(tree, self._read).needed(directories_in_cas)
+        except CacheError:  # UnreadableResultError included
+            self._unavailable.add(tree)
+            return None
+
+    def _read(self, tree: Digest) -> bytes:
+        if not self._store.contains(tree) and self._fetcher is not None and self._fetcher.ensure_local([tree]):
+            raise CacheError(f"the tree {tree} cannot be fetched")
+        return self._store.read_bytes(tree)
 
 
 __all__ = ["Collected", "CollectedAction", "collect_exportable"]

@@ -3,7 +3,7 @@
     exporter = CacheExporter(store, state_dir / "export", imports=..., usage=..., fetcher=...)
     report = exporter.export(entries)          # ExportReport: one ExportTargetReport per entry
 
-Per entry (SPEC §3):
+Per entry (docs/format.md):
 
 1. Collect. The action results acknowledged since this entry's last successful
    export (the local store's durable journal, see export_markers.py) plus the
@@ -62,7 +62,7 @@ from oci_cache.cache_image.errors import (
     NotACacheImageError,
     UnverifiedImagePartError,
 )
-from oci_cache.cache_image.export_collection import Collected, collect_exportable
+from oci_cache.cache_image.export_collection import Collected, CollectedAction, collect_exportable
 from oci_cache.cache_image.export_markers import ExportMarkers, pending_entries
 from oci_cache.cache_image.image_plan import ORIGIN_IMPORTED, ORIGIN_NEW, BlobRecord, ImagePlan, LayerRecord
 from oci_cache.cache_image.imported_images import ImportSet
@@ -70,6 +70,7 @@ from oci_cache.cache_image.importing_blob_store import ImportingBlobStore
 from oci_cache.cache_image.layer_packer import DEFAULT_MAX_LAYER_BYTES, BlobSourceResolver, LayerPacker
 from oci_cache.cache_image.loaded_image import LoadedImage, load_cache_image, manifest_reference
 from oci_cache.cache_image.pruning import PruneOutcome, prune_by_bytes, prune_by_duration
+from oci_cache.cache_image.result_equivalence import same_but_execution_metadata
 from oci_cache.cache_image.secret_commands import SecretCommandWithholding
 from oci_cache.cache_image.settled_images import SettledImage, SettledKey, nothing_to_publish, settled_from_plan
 from oci_cache.cache_image.unchanged_export import last_used_granularity, plan_matches_image
@@ -380,6 +381,9 @@ class _EntryExport:
     def _load_base(self, manifest: Optional[object]) -> Optional[LoadedImage]:
         if manifest is None:
             return None
+        imported = self._imported_copy(manifest)
+        if imported is not None:
+            return imported
         try:
             return load_cache_image(self.target, self.reference, manifest=manifest)  # type: ignore[arg-type]
         except (NotACacheImageError, NewerFormatError) as error:
@@ -394,6 +398,18 @@ class _EntryExport:
         except CacheImageNotFoundError:
             return None
 
+    def _imported_copy(self, manifest: object) -> Optional[LoadedImage]:
+        """The image at the ref as the import already loaded it, when its manifest is the
+        same (same digest: same config and index): no second read of config and index."""
+        imports = self.exporter.imports
+        digest = getattr(manifest, "digest", None)
+        if imports is None or not digest:
+            return None
+        for image in imports.images():
+            if image.loaded.digest == digest and image.loaded.manifest.data == getattr(manifest, "data", None):
+                return replace(image.loaded, location=self.target.describe(), reference=self.reference)
+        return None
+
     # ---- merge ------------------------------------------------------------------------
 
     def _merge(self, base: Optional[LoadedImage], collected: Collected, now: int) -> ImagePlan:
@@ -406,6 +422,7 @@ class _EntryExport:
             plan = ImagePlan()
         self.left_out = 0
         for item in collected.actions:
+            item = self._keep_equivalent_result(plan, item, collected)
             flag = item.exit_code == 0
             if not all(self._resolve_blob(plan, d, item.used_at, flag, collected) for d in item.needed):
                 self.left_out += 1
@@ -424,6 +441,32 @@ class _EntryExport:
             )
         return plan
 
+    def _keep_equivalent_result(self, plan: ImagePlan, item: CollectedAction, collected: Collected) -> CollectedAction:
+        """`item` with the image's result instead of its own when the two differ only in
+        execution_metadata (result_equivalence.py): such a result is not new."""
+        existing = plan.actions.get(item.action)
+        if existing is None or existing.result == item.result or existing.exit_code != item.exit_code:
+            return item
+        ours = collected.results.get(item.result)
+        theirs = self._result_bytes(existing.result)
+        if ours is None or theirs is None or not same_but_execution_metadata(ours, theirs):
+            return item
+        needed = (existing.result,) + tuple(d for d in item.needed if d != item.result)
+        return replace(item, result=existing.result, needed=needed)
+
+    def _result_bytes(self, digest: Digest) -> Optional[bytes]:
+        """The bytes of an ActionResult blob of the image: local (a hit stored it), else fetched."""
+        store = self.store
+        try:
+            if store is not None and store.contains(digest):  # type: ignore[attr-defined]
+                return store.read_bytes(digest)  # type: ignore[attr-defined]
+            fetcher = self.exporter.fetcher
+            if fetcher is not None and not fetcher.ensure_local([digest]) and store is not None:
+                return store.read_bytes(digest)  # type: ignore[attr-defined]
+        except CacheError:
+            return None
+        return None
+
     def _resolve_blob(self, plan: ImagePlan, digest: Digest, used_at: int, flag: bool, collected: Collected) -> bool:
         if plan.touch_blob(digest, used_at, flag):
             return True
@@ -434,19 +477,25 @@ class _EntryExport:
             plan.blobs[digest] = BlobRecord(layer.digest, offset, length, tar_offset, flag, used_at)
             return True
         store = self.store
-        if digest in collected.results or (store is not None and store.contains(digest)):  # type: ignore[attr-defined]
+        if digest in collected.results:
             plan.add_pending(digest, used_at, flag)
             return True
+        # A blob an imported image holds is carried by reference when its layer can be made
+        # present without sending bytes, even when a copy is local (a hit or the hot-set
+        # prefetch fetched it): carrying costs no upload.
         imports = self.exporter.imports
         located = imports.locate_blob(digest) if imports is not None else None
-        if located is None:
-            return False
-        image, entry = located
-        if self._can_carry(image.target):
+        if located is not None and self._can_carry(located[0].target):
+            image, entry = located
             descriptor = image.loaded.layers[entry.layer]
             layer = LayerRecord(descriptor, image.compression(entry.layer), ORIGIN_IMPORTED, home=image.target)
             plan.add_blob_from(digest, entry, plan.layers.get(descriptor.digest) or layer, used_at, flag)
             return True
+        if store is not None and store.contains(digest):  # type: ignore[attr-defined]
+            plan.add_pending(digest, used_at, flag)
+            return True
+        if located is None:
+            return False
         fetcher = self.exporter.fetcher
         if fetcher is not None and not fetcher.ensure_local([digest]):
             plan.add_pending(digest, used_at, flag)

@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from oci_cache.digests import EMPTY_DIGEST, Digest
 from oci_cache.errors import CacheError, DigestMismatchError, NotFoundError, OutOfRangeError
@@ -190,6 +190,11 @@ class ImportSet:
         self._deadline = time.monotonic() + ready_deadline_seconds
         self._in_flight: Dict[Digest, threading.Event] = {}
         self.counters = FetchCounters()
+        self._install_listeners: List[Callable[[ImportedImage], None]] = []
+
+    def add_install_listener(self, listener: Callable[[ImportedImage], None]) -> None:
+        """`listener(image)` is called after each image is installed (e.g. the hot-set prefetch)."""
+        self._install_listeners.append(listener)
 
     # ---- membership ---------------------------------------------------------------
 
@@ -203,6 +208,8 @@ class ImportSet:
             self._images = tuple(images)
         if image is not None:
             self.counters.add_index_read(image.loaded.bytes_read)
+            for listener in self._install_listeners:
+                listener(image)
 
     def images(self) -> List[ImportedImage]:
         return [image for image in self._images if image is not None]
@@ -267,6 +274,25 @@ class ImportSet:
         finally:
             with self._lock:
                 del self._in_flight[digest]
+            done.set()
+
+    def claim_fetches(self, digests: Iterable[Digest]) -> List[Digest]:
+        """Marks blobs as being fetched by a bulk transfer (hot_set_prefetch.py): a
+        fetch_into of one of them waits until `release_fetch`, then finds it stored (or
+        fetches it itself). Returns the digests claimed (those not in flight already)."""
+        claimed: List[Digest] = []
+        with self._lock:
+            for digest in digests:
+                if digest not in self._in_flight:
+                    self._in_flight[digest] = threading.Event()
+                    claimed.append(digest)
+        return claimed
+
+    def release_fetch(self, digest: Digest) -> None:
+        """Ends a claim of `claim_fetches` (call it once per claimed digest)."""
+        with self._lock:
+            done = self._in_flight.pop(digest, None)
+        if done is not None:
             done.set()
 
     def _fetch_from_any(self, digest: Digest, store: BlobStore) -> bool:

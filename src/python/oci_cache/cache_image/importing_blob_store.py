@@ -1,7 +1,7 @@
 """A BlobStore decorator: the local tier first, then the imported cache images.
 
 - `contains` / `find_missing` count a blob held by an imported image as present
-  (SPEC §3) — a lookup in the decoded indexes, no I/O.
+  — a lookup in the decoded indexes, no I/O.
 - `open_blob` / `read_bytes` of a blob that is only in an imported image fetch it
   (one Range read, verified) into the local tier, then serve it from there.
 - Writes go to the local tier.
@@ -99,6 +99,11 @@ class ImportingBlobStore:
                 outcomes = list(self._pool.map(lambda d: self.imports.fetch_into(d, self.local), fetchable))
             absent.extend(d for d, ok in zip(fetchable, outcomes) if not ok)
         return absent
+
+    def find_unservable(self, digests: Sequence[Digest]) -> List[Digest]:
+        """What the completeness check asks: the digests that cannot be made local now
+        (ensure_local fetches and verifies the others)."""
+        return self.ensure_local(digests)
 
     def _fetch(self, digest: Digest) -> None:
         self.await_import()

@@ -2,8 +2,8 @@
 
 An end-of-run export whose run wrote nothing new still "uses" imported entries,
 which raises their last_used times; publishing a new manifest for that alone costs
-an index and config upload, a manifest PUT and the confirm delay (about 0.3 s on a
-registry) on every Pants run. So last_used times are refreshed only when they are
+an index and config upload, a manifest PUT and the confirm delay on every Pants
+run. So last_used times are refreshed only when they are
 stale by more than a granularity (an hour, or a quarter of keep-duration when that
 is shorter, so that keep-duration never prunes an entry in use): when the plan
 differs from the base image by fresher-but-not-stale times alone, the export keeps

@@ -26,7 +26,7 @@ from typing import Callable, List, Optional, Sequence
 from oci_cache.cache_entries import CacheTo
 from oci_cache.cache_image.exporter import CacheExporter
 from oci_cache.cache_image.secret_commands import remembered_withholding
-from oci_cache.cache_image.tiers import EXPORT_DIRECTORY
+from oci_cache.cache_image.serving_stack import EXPORT_DIRECTORY
 from oci_cache.daemon.daemon_dir import DAEMON_LOCK_FILE, find_daemon_dirs
 from oci_cache.daemon.life_lock import try_lock
 from oci_cache.errors import CacheError

@@ -1,7 +1,7 @@
 """What `oci-cache inspect` reports about a cache image, as data, JSON and text.
 
-`summarize(...)` walks the entry index once (about 1 s per million entries) and
-needs no network. `summary_json` gives the machine form whose keys are stable
+`summarize(...)` walks the entry index once and needs no
+network. `summary_json` gives the machine form whose keys are stable
 (documented in docs/configuration.md, "Commands"; `schema` names the version of
 this shape: new keys may be added, existing keys keep their meaning);
 `format_summary` the human form.

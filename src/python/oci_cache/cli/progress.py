@@ -8,7 +8,7 @@
 On a terminal the live line is redrawn at most every `min_interval` seconds (so a
 tight loop calling `update` costs next to nothing) and cleared before the summary.
 Anywhere else (CI logs, pipes) only the summary is written, so logs get exactly one
-line per operation. Used by export, inspect and prune (SPEC §5).
+line per operation. Used by export, inspect and prune.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
 
 from oci_cache import __version__
 from oci_cache.cache_entries import CacheFrom, CacheTo, parse_cache_from, parse_cache_to
@@ -32,16 +32,15 @@ from oci_cache.daemon.daemon_dir import DAEMON_LOCK_FILE
 from oci_cache.daemon.life_lock import try_lock
 from oci_cache.daemon_state import DaemonState, remove_daemon_state, write_daemon_state
 from oci_cache.errors import CacheError
-from oci_cache.export_report import ExportReport
 from oci_cache.secret_masking.names import check_secret_name
 from oci_cache.server.auth_interceptor import read_token_file
 from oci_cache.server.daemon_control import DaemonIdentity
 from oci_cache.server.daemon_runtime import DaemonRuntime
 from oci_cache.server.grpc_server import ServerOptions, build_server
 from oci_cache.sizes import parse_duration, parse_size
-from oci_cache.store.completeness import CompletenessCheckingActionCache
-from oci_cache.store.interfaces import ActionCache, BlobStore
-from oci_cache.store.local_store import LocalStore, LocalStoreStats
+
+if TYPE_CHECKING:
+    from oci_cache.cache_image.serving_stack import ServingStack
 
 NAME = "serve"
 HELP = "run the cache server in the foreground"
@@ -49,7 +48,6 @@ HELP = "run the cache server in the foreground"
 DEFAULT_LISTEN = "127.0.0.1:0"
 DEFAULT_STATE_DIR = "~/.cache/pants-oci-cache"
 DEFAULT_MAX_SIZE = "10GiB"
-STOP_GRACE_SECONDS = 5.0
 
 logger = logging.getLogger(__name__)
 
@@ -129,46 +127,6 @@ class ServeConfig:
     masking_key_file: Optional[Path] = None  # None: STATE_DIR/secret-masking.key
 
 
-@dataclass
-class Tiers:
-    """What the server serves from, and what to close when it stops."""
-
-    blobs: BlobStore
-    action_cache: ActionCache
-    close: Callable[[], None]
-    # Exports to every cache-to entry now (None: nothing to export to). Called by the
-    # control service, and once more at shutdown.
-    export: Optional[Callable[[], ExportReport]] = None
-    # For GetStatus: the local store's size and bound; entries written but not yet exported.
-    local_store_stats: Optional[Callable[[], LocalStoreStats]] = None
-    pending_export_entries: Optional[Callable[[], int]] = None
-    # Called once the server listens (e.g. to start the background import then, so
-    # that it does not delay the listening).
-    start: Optional[Callable[[], None]] = None
-    # For GetStatus: what each cache-from entry's import got (importer.ImportState).
-    import_states: Optional[Callable[[], List[Any]]] = None
-    # Where `oci-cache explain` looks for a miss's nearest cached action (explain.candidates).
-    explain_sources: Optional[Any] = None
-
-
-def open_local_tiers(config: ServeConfig) -> Tiers:
-    """The local store under STATE_DIR/store; hits are checked for completeness."""
-    store = LocalStore(config.state_dir / "store", config.max_size_bytes)
-    return Tiers(
-        blobs=store,
-        action_cache=CompletenessCheckingActionCache(store, store),
-        close=store.close,
-        local_store_stats=store.stats,
-        explain_sources=local_explain_sources(store),
-    )
-
-
-def local_explain_sources(store: LocalStore) -> Any:
-    from oci_cache.explain.candidates import ExplainSources
-
-    return ExplainSources(store.iter_action_digests)
-
-
 def run(args: argparse.Namespace) -> int:
     # The state dir holds build outputs and the daemon's token: everything the
     # daemon creates is private to the user (directories 0700, files 0600).
@@ -195,9 +153,7 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as error:
         print(f"oci-cache serve: {error}", file=sys.stderr)
         return 2
-    from oci_cache.cache_image.tiers import open_oci_tiers  # here: `serve --help` does not need it
-
-    return serve(config, open_tiers=lambda serve_config: open_oci_tiers(serve_config, start_import=False))
+    return serve(config)
 
 
 def _log_to_file(path: Path) -> None:
@@ -210,7 +166,22 @@ def _log_to_file(path: Path) -> None:
     root.addHandler(handler)
 
 
-def serve(config: ServeConfig, open_tiers: Callable[[ServeConfig], Tiers] = open_local_tiers) -> int:
+def open_stack(config: ServeConfig) -> "ServingStack":
+    """The serving stack for `config`; its import starts once the server listens."""
+    from oci_cache.cache_image.serving_stack import open_serving_stack  # here: `serve --help` does not need it
+
+    return open_serving_stack(
+        config.state_dir,
+        config.max_size_bytes,
+        config.cache_from,
+        config.cache_to,
+        start_import=False,
+        secret_env_names=config.secret_env_names,
+        masking_key_file=config.masking_key_file,
+    )
+
+
+def serve(config: ServeConfig, open_stack: Callable[[ServeConfig], "ServingStack"] = open_stack) -> int:
     """Runs until SIGTERM/SIGINT, a Shutdown call or the idle timeout; the exit status."""
     stop = _stop_on_signals()
     try:
@@ -224,17 +195,17 @@ def serve(config: ServeConfig, open_tiers: Callable[[ServeConfig], Tiers] = open
         return 1
     with life_lock:  # held until this process is done with the state directory
         try:
-            tiers = open_tiers(config)
+            stack = open_stack(config)
         except (CacheError, OSError, ValueError) as error:
             print(f"oci-cache serve: cannot open the store in {config.state_dir}: {error}", file=sys.stderr)
             return 1
         try:
-            return _serve_tiers(config, tiers, stop)
+            return _serve_stack(config, stack, stop)
         finally:
-            tiers.close()
+            stack.close()
 
 
-def _serve_tiers(config: ServeConfig, tiers: Tiers, stop: threading.Event) -> int:
+def _serve_stack(config: ServeConfig, stack: "ServingStack", stop: threading.Event) -> int:
     identity = DaemonIdentity(
         state_dir=str(config.state_dir),
         version=__version__,
@@ -245,16 +216,11 @@ def _serve_tiers(config: ServeConfig, tiers: Tiers, stop: threading.Event) -> in
     )
     runtime = DaemonRuntime(
         identity,
-        tiers.blobs,
-        tiers.action_cache,
+        stack,
         stop,
         bearer_token=config.bearer_token,
         control_http=config.control_http,
-        export=tiers.export,
-        local_store_stats=tiers.local_store_stats,
-        pending_export_entries=tiers.pending_export_entries,
-        import_states=tiers.import_states,
-        miss_recorder=_miss_recorder(config, tiers),
+        miss_recorder=_miss_recorder(config, stack),
     )
     try:
         server, port = build_server(
@@ -283,27 +249,27 @@ def _serve_tiers(config: ServeConfig, tiers: Tiers, stop: threading.Event) -> in
         sys.stdout.write(f"listening on {address}\n")
         sys.stdout.flush()
         logger.info("serving on %s (state %s, pid %d, control %s)", address, config.state_dir, os.getpid(), control_url)
-        if tiers.start is not None:
-            tiers.start()
+        stack.start()
         reason = runtime.wait()
         logger.info("stopping (%s)", reason)
     finally:
         # Stop accepting calls, export once, and only then say that we are gone.
-        runtime.stop(server, STOP_GRACE_SECONDS)
+        runtime.stop(server)
         remove_daemon_state(config.state_dir, pid=os.getpid())
     return 0
 
 
-def _miss_recorder(config: ServeConfig, tiers: Tiers) -> Any:
-    """What records this daemon's misses for `oci-cache explain` (explain/daemon_hook.py)."""
-    if tiers.explain_sources is None:
-        return None
+def _miss_recorder(config: ServeConfig, stack: "ServingStack") -> Any:
+    """What records this daemon's misses for `oci-cache explain` (explain/daemon_hook.py):
+    candidates from the local store and the imported images."""
+    from oci_cache.explain.candidates import ExplainSources
     from oci_cache.explain.daemon_hook import open_miss_recorder
 
+    sources = ExplainSources(stack.local.iter_action_digests, getattr(stack.blobs, "imports", None))
     return open_miss_recorder(
         config.state_dir,
-        tiers.blobs,
-        tiers.explain_sources,
+        stack.blobs,
+        sources,
         key_file=getattr(config, "masking_key_file", None),
         extra_secret_names=getattr(config, "secret_env_names", ()),
     )
@@ -330,4 +296,4 @@ def _host_of(listen: str) -> str:
     return host or "127.0.0.1"
 
 
-__all__: List[str] = ["NAME", "HELP", "configure", "run", "serve", "ServeConfig", "Tiers", "open_local_tiers"]
+__all__: List[str] = ["NAME", "HELP", "configure", "open_stack", "run", "serve", "ServeConfig"]

@@ -7,8 +7,8 @@ This module compresses one unit at a time and decompresses a run of units with a
 bound on the output.
 
 Codecs: zstd uses python-zstandard. gzip and estargz use ISA-L (`isal`, if
-installed) at its default level 2 when no level is given — about 14x less CPU than
-zlib level 6 for ~4% larger output — and the standard library's zlib at exactly the
+installed) at its default level 2 when no level is given — far less CPU than zlib level 6
+for slightly larger output (docs/performance.md has the measurements) — and the standard library's zlib at exactly the
 requested level when `compression-level` is given, so an explicit level means what it
 means for gzip(1). Every gzip member header is normalised (MTIME 0, XFL 0, OS 255) so
 the bytes do not depend on the platform.

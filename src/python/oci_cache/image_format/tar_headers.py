@@ -59,11 +59,6 @@ def header_length(size: int) -> int:
     return BLOCK_SIZE if size <= USTAR_MAX_SIZE else 3 * BLOCK_SIZE
 
 
-def entry_length(size: int) -> int:
-    """Bytes of one whole entry (header, payload, padding) in the tar stream."""
-    return header_length(size) + size + padding_length(size)
-
-
 def encode_file_header(name: str, size: int) -> bytes:
     """The header bytes (512, or 1536 with a PAX size record) of a regular file."""
     if size < 0:

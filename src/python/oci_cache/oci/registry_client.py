@@ -68,6 +68,7 @@ from oci_cache.oci.errors import (
 )
 from oci_cache.oci.http_retry import NO_RETRIES, RETRYABLE_STATUSES, RetryBudget, RetryPolicy, parse_retry_after
 from oci_cache.oci.media_types import MANIFEST_ACCEPT
+from oci_cache.oci.redirect_memory import RedirectMemory
 from oci_cache.oci.reference import (
     DOCKER_HUB,
     DOCKER_HUB_ALIASES,
@@ -175,6 +176,7 @@ class RegistryClient:
         self.auth = RegistryAuth(registry, credentials, self._token_transport, allow_plain_http_realm=insecure)
         self._base: Optional[str] = None
         self._base_lock = threading.Lock()
+        self._redirects = RedirectMemory()
 
     # ------------------------------------------------------------------ basics
 
@@ -684,6 +686,11 @@ class RegistryClient:
     def _send(
         self, method: str, url: str, headers: Mapping[str, str], payload: Any, authorization: Optional[str]
     ) -> Any:
+        original = url
+        if method == "GET":
+            remembered = self._remembered_redirect(url, headers)
+            if remembered is not None:
+                return remembered
         for _ in range(MAX_REDIRECTS + 1):
             send_headers = {"User-Agent": USER_AGENT}
             send_headers.update(headers)
@@ -707,8 +714,33 @@ class RegistryClient:
                 logger.debug("following a redirect to %s", _safe_url(url))
                 continue
             logger.debug("%s %s -> %d", method, _safe_url(url), resp.status)
+            if method == "GET" and url != original and resp.status in (200, 206):
+                self._redirects.remember(original, url)
             return resp
         raise RegistryError(f"{self.registry}: more than {MAX_REDIRECTS} redirects for {method} {_safe_url(url)}")
+
+    def _remembered_redirect(self, url: str, headers: Mapping[str, str]) -> Any:
+        """The response of the storage a blob GET was redirected to lately (redirect_memory.py),
+        or None: then ask the registry (the target expired, failed or was never known)."""
+        target = self._redirects.lookup(url)
+        if target is None:
+            return None
+        send_headers = {"User-Agent": USER_AGENT}
+        send_headers.update(headers)
+        try:
+            pool = self._registry_pool if urlsplit(target).hostname == self._hostname else self._other_pool
+            resp = pool.urlopen(
+                "GET", target, headers=send_headers, redirect=False, retries=False, preload_content=False, timeout=self._timeout
+            )
+        except (Urllib3Error, OSError):
+            self._redirects.forget(url)
+            return None
+        if resp.status in (200, 206):
+            logger.debug("GET %s (remembered redirect) -> %d", _safe_url(target), resp.status)
+            return resp
+        _discard(resp)
+        self._redirects.forget(url)
+        return None
 
     def _same_origin(self, url: str) -> bool:
         if self._base is None:

@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Tuple
 from urllib.parse import urlencode, urlsplit
 
 from oci_cache.oci.credentials import CredentialSource, Credentials
@@ -300,6 +300,3 @@ class RegistryAuth:
             f"Check the username and password or token, e.g. run `docker login {self._registry}` again"
         )
 
-
-def describe_scopes(scopes: Sequence[str]) -> str:
-    return " ".join(sorted(scopes))

@@ -10,14 +10,16 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence
 
 from oci_cache.export_report import ExportReport
 from oci_cache.reapi import control_pb2
 from oci_cache.server.activity import Activity
 from oci_cache.server.export_runner import CoalescingExport
-from oci_cache.store.local_store import LocalStoreStats
 from oci_cache.store.metrics import StoreMetrics
+
+if TYPE_CHECKING:  # the stack's modules are imported when serve opens it
+    from oci_cache.cache_image.serving_stack import StackStatus
 
 
 @dataclass
@@ -44,18 +46,14 @@ class DaemonControl:
         activity: Activity,
         exporter: Optional[CoalescingExport],
         request_shutdown: Callable[[bool], None],
-        local_store_stats: Optional[Callable[[], LocalStoreStats]] = None,
-        pending_export_entries: Optional[Callable[[], int]] = None,
-        import_states: Optional[Callable[[], Sequence[Any]]] = None,
+        stack_status: Callable[[], "StackStatus"],
     ) -> None:
         self.identity = identity
         self._metrics = metrics
         self._activity = activity
         self._exporter = exporter
         self._request_shutdown = request_shutdown
-        self._local_store_stats = local_store_stats
-        self._pending_export_entries = pending_export_entries
-        self._import_states = import_states
+        self._stack_status = stack_status
 
     def status(self) -> control_pb2.StatusResponse:
         identity = self.identity
@@ -82,20 +80,18 @@ class DaemonControl:
             exports_completed=self._exporter.completed if self._exporter is not None else 0,
             control_url=identity.control_url,
         )
-        if self._local_store_stats is not None:
-            stats = self._local_store_stats()
-            response.local_store_bytes = stats.bytes_used
-            response.local_store_max_bytes = stats.max_bytes
-        if self._pending_export_entries is not None:
-            response.pending_export_entries = self._pending_export_entries()
-        if self._import_states is not None:
-            for state in self._import_states():  # importer.ImportState
-                response.imports.add(
-                    entry=state.entry,
-                    manifest_digest=state.manifest_digest,
-                    problem=state.problem,
-                    missing=state.missing,
-                )
+        stack = self._stack_status()
+        response.local_store_bytes = stack.local_store.bytes_used
+        response.local_store_max_bytes = stack.local_store.max_bytes
+        if stack.pending_export_entries is not None:
+            response.pending_export_entries = stack.pending_export_entries
+        for state in stack.imports:
+            response.imports.add(
+                entry=state.entry,
+                manifest_digest=state.manifest_digest,
+                problem=state.problem,
+                missing=state.missing,
+            )
         return response
 
     def export(self, request: control_pb2.ExportRequest) -> control_pb2.ExportResponse:

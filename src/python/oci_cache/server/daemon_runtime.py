@@ -1,6 +1,6 @@
 """The daemon's control plane around the cache server, as `oci-cache serve` runs it.
 
-    runtime = DaemonRuntime(identity, tiers_parts..., stop_event)
+    runtime = DaemonRuntime(identity, stack, stop_event)   # stack: cache_image.serving_stack
     server, port = build_server(runtime.blobs, runtime.action_cache, listen,
                                 runtime.server_options(ServerOptions(bearer_token=token)))
     server.start()
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from oci_cache.export_report import ExportReport
 from oci_cache.server.activity import Activity, ActivityInterceptor
@@ -27,11 +27,10 @@ from oci_cache.server.control_service import ControlService
 from oci_cache.server.daemon_control import DaemonControl, DaemonIdentity
 from oci_cache.server.export_runner import CoalescingExport, describe_failures
 from oci_cache.server.grpc_server import CacheServer, ServerOptions
-from oci_cache.store.interfaces import ActionCache, BlobStore
-from oci_cache.store.local_store import LocalStoreStats
 from oci_cache.store.metrics import MetricsActionCache, MetricsBlobStore, StoreMetrics
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the stack's modules are imported when serve opens it
+    from oci_cache.cache_image.serving_stack import ServingStack
     from oci_cache.explain.recorder import MissRecorder
 
 logger = logging.getLogger(__name__)
@@ -48,29 +47,26 @@ class DaemonRuntime:
     def __init__(
         self,
         identity: DaemonIdentity,
-        blobs: BlobStore,
-        action_cache: ActionCache,
+        stack: "ServingStack",
         stop: threading.Event,
         *,
         bearer_token: Optional[str] = None,
         control_http: bool = False,
-        export: Optional[Callable[[], ExportReport]] = None,
-        local_store_stats: Optional[Callable[[], LocalStoreStats]] = None,
-        pending_export_entries: Optional[Callable[[], int]] = None,
-        import_states: Optional[Callable[[], Sequence[Any]]] = None,
         miss_recorder: Optional["MissRecorder"] = None,
     ) -> None:
         self.identity = identity
+        self.stack = stack
         self.metrics = StoreMetrics()
-        self.blobs = MetricsBlobStore(blobs, self.metrics)
+        self.blobs = MetricsBlobStore(stack.blobs, self.metrics)
         self.miss_recorder = miss_recorder
+        action_cache = stack.action_cache
         if miss_recorder is not None:  # explain/recorder.py: every miss and upload of a run
             from oci_cache.explain.recorder import RecordingActionCache
 
             action_cache = RecordingActionCache(action_cache, miss_recorder)
         self.action_cache = MetricsActionCache(action_cache, self.metrics)
         self.activity = Activity()
-        self.exporter = CoalescingExport(export) if export is not None else None
+        self.exporter = CoalescingExport(stack.export) if stack.can_export else None
         self._stop = stop
         self._reason: Optional[str] = None
         self._skip_final_export = False
@@ -80,9 +76,7 @@ class DaemonRuntime:
             self.activity,
             self.exporter,
             self._request_shutdown,
-            local_store_stats=local_store_stats,
-            pending_export_entries=pending_export_entries,
-            import_states=import_states,
+            stack.status,
         )
         self._control_service = ControlService(self.control)
         self._http = (

@@ -1,6 +1,6 @@
 """Runs the daemon's exports one at a time, coalescing concurrent requests.
 
-    runner = CoalescingExport(tiers.export)
+    runner = CoalescingExport(stack.export)
     report = runner.run()            # blocks; the result of an export that began after this call
     runner.start_in_background()     # returns at once
 

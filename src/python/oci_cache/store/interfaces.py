@@ -15,7 +15,7 @@ Rules every implementation keeps:
 
 from __future__ import annotations
 
-from typing import BinaryIO, Iterable, Iterator, List, Optional, Protocol
+from typing import Iterable, Iterator, List, Optional, Protocol, Sequence
 
 
 from oci_cache.digests import Digest
@@ -81,6 +81,17 @@ class BlobStore(Protocol):
     def begin_write(self, digest: Digest) -> BlobWriter: ...
 
 
+class ServableBlobStore(BlobStore, Protocol):
+    """A BlobStore that can say which blobs it can serve *now*: what the completeness
+    check asks before it reports a hit."""
+
+    def find_unservable(self, digests: Sequence[Digest]) -> List[Digest]:
+        """The given digests that cannot be served now, in the given order. The local
+        store: those not present. The importing blob store: those neither present nor
+        fetched (and verified) from an imported image by this call."""
+        ...
+
+
 class ActionCache(Protocol):
     def get_action_result(self, action_digest: Digest) -> Optional[bytes]:
         """The serialized ActionResult, or None."""
@@ -91,12 +102,3 @@ class ActionCache(Protocol):
         ...
 
     def iter_action_digests(self) -> Iterator[Digest]: ...
-
-
-def copy_stream(source: BinaryIO, writer: BlobWriter, chunk_size: int = 1 << 20) -> None:
-    """Feeds a stream into a writer, chunk by chunk (does not commit)."""
-    while True:
-        chunk = source.read(chunk_size)
-        if not chunk:
-            return
-        writer.write(chunk)

@@ -63,7 +63,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple, cast
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, cast
 
 from oci_cache.digests import EMPTY_DIGEST, Digest
 from oci_cache.errors import (
@@ -544,6 +544,10 @@ class LocalStore:
                 elif digest != EMPTY_DIGEST:
                     missing.append(digest)
         return missing
+
+    def find_unservable(self, digests: Sequence[Digest]) -> List[Digest]:
+        """What the completeness check asks: here, the digests not present."""
+        return self.find_missing(digests)
 
     def open_blob(self, digest: Digest) -> BlobReader:
         """An unbuffered, seekable file positioned at 0: read(n) is one read(2)."""

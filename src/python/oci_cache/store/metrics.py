@@ -2,10 +2,10 @@
 and the Pants plugin's summary line report).
 
     metrics = StoreMetrics()
-    blobs = MetricsBlobStore(tiers.blobs, metrics)
-    action_cache = MetricsActionCache(tiers.action_cache, metrics)
+    blobs = MetricsBlobStore(stack.blobs, metrics)
+    action_cache = MetricsActionCache(stack.action_cache, metrics)
 
-Wrap the outermost tiers, the ones the gRPC services call, so that the counters say
+Wrap the outermost layers of the serving stack, the ones the gRPC services call, so that the counters say
 what clients saw: a hit is a hit the client was given (after the completeness check),
 a blob read is a blob opened for a client. The counters are plain int attributes
 bumped after the inner call returns (a call that raises, including a WouldBlockError

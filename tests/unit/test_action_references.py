@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import List
+
 import pytest
 
-from oci_cache.cache_image.action_references import (
+from oci_cache.store.action_references import (
+    TreeCache,
     UnreadableResultError,
     parse_result_references,
     parse_tree_references,
@@ -44,8 +47,8 @@ def test_tree_files_and_directories_when_in_cas() -> None:
     root.files.add(name="y", digest=_d(b"Y"))
     root.directories.add(name="sub", digest=_d(child.SerializeToString()))
     tree = re_pb2.Tree(root=root, children=[child]).SerializeToString()
-    assert parse_tree_references(tree, False) == (Digest.of(b"Y"), Digest.of(b"X"))
-    assert parse_tree_references(tree, True) == (Digest.of(b"Y"), Digest.of(child.SerializeToString()), Digest.of(b"X"))
+    assert parse_tree_references(tree).needed(False) == (Digest.of(b"Y"), Digest.of(b"X"))
+    assert parse_tree_references(tree).needed(True) == (Digest.of(b"Y"), Digest.of(child.SerializeToString()), Digest.of(b"X"))
 
 
 def test_unreadable_results_and_invalid_digests_raise() -> None:
@@ -56,4 +59,25 @@ def test_unreadable_results_and_invalid_digests_raise() -> None:
     with pytest.raises(UnreadableResultError):
         parse_result_references(bad.SerializeToString())
     with pytest.raises(UnreadableResultError):
-        parse_tree_references(b"\x0a\x05garbage", False)
+        parse_tree_references(b"\x0a\x05garbage")
+
+
+def test_the_tree_cache_is_bounded_in_digests_and_skips_a_tree_larger_than_the_bound() -> None:
+    def tree_of(*names: bytes) -> bytes:
+        root = re_pb2.Directory()
+        for name in names:
+            root.files.add(name=name.decode(), digest=_d(name))
+        return re_pb2.Tree(root=root).SerializeToString()
+
+    trees = {Digest.of(t): t for t in (tree_of(b"a", b"b"), tree_of(b"c", b"d"), tree_of(b"e", b"f", b"g", b"h"))}
+    reads: List[Digest] = []
+
+    def read(digest: Digest) -> bytes:
+        reads.append(digest)
+        return trees[digest]
+
+    cache = TreeCache(max_trees=10, max_digests=4)  # room for one 2-file tree (weight 3)
+    small, other, big = trees
+    for tree in (small, small, other, small, big, big):
+        cache.references(tree, read)
+    assert reads == [small, other, small, big, big]

@@ -1,0 +1,305 @@
+"""Prefetch of an imported image's hot set: bulk, coalesced, verified, bounded.
+
+Across a wide-area link a hit costs round trips: the ActionResult, then its blobs,
+each a Range read behind a redirect. A daemon that has just imported an image knows
+every entry in it, and what was used last (the index's `last_used` times), before
+the client asks for anything. So right after an import, `HotSetPrefetch` brings into
+the local tier, in the background:
+
+1. every ActionResult blob of the image (they are small; each GetActionResult needs
+   one), then
+2. the other blobs, most recently used first,
+
+until `max_bytes` of compressed ranges have been read. Wanted entries of one layer
+that lie close together (gaps up to `gap_bytes`) are read as one Range request of at
+most `max_span_bytes`, several spans at a time (`threads`), so the import's cost is
+bandwidth, not round trips. Each blob is cut out of its span and verified by its own
+digest as it is stored (the same checks as a lazy fetch: imported_images.py); a blob
+that fails is left to the lazy path. Blobs already local are skipped.
+
+While a blob is being prefetched it is claimed in the ImportSet: a lookup that wants
+it meanwhile waits for that transfer instead of starting its own.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, List, Optional, Sequence, Set
+
+from oci_cache.cache_image.imported_images import ImportedImage, ImportSet
+from oci_cache.digests import EMPTY_DIGEST, Digest
+from oci_cache.errors import CacheError, DigestMismatchError
+from oci_cache.image_format import BlobEntry, ImageFormatError, iter_blob_range
+from oci_cache.store.interfaces import BlobStore
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PREFETCH_BYTES = 256 << 20
+"""Compressed bytes a prefetch reads at most (also at most a quarter of the local store)."""
+PREFETCH_BYTES_VARIABLE = "OCI_CACHE_PREFETCH_BYTES"
+"""Overrides DEFAULT_PREFETCH_BYTES in the daemon's environment (bytes; 0 turns prefetch off)."""
+GAP_BYTES = 256 << 10
+MAX_SPAN_BYTES = 8 << 20
+MAX_REQUESTS = 512
+"""Spans read at most (the most urgent first): a huge, scattered hot set is bounded in
+round trips too, the rest is left to lazy reads."""
+PREFETCH_THREADS = 8
+
+
+def prefetch_bytes_bound(local_store_bytes: Optional[int]) -> int:
+    """The prefetch bound for a local store of that size: the default (or the variable's
+    value), and at most a quarter of the store."""
+    text = os.environ.get(PREFETCH_BYTES_VARIABLE, "").strip()
+    bound = DEFAULT_PREFETCH_BYTES
+    if text:
+        try:
+            bound = max(0, int(text))
+        except ValueError:
+            logger.warning("%s=%r is not a number of bytes; using %d", PREFETCH_BYTES_VARIABLE, text, bound)
+    if local_store_bytes:
+        bound = min(bound, local_store_bytes // 4)
+    return bound
+
+
+@dataclass
+class Span:
+    """One Range read: [start, end) of layer `layer`, covering `entries`."""
+
+    layer: int
+    start: int
+    end: int
+    entries: List[BlobEntry] = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+def plan_spans(entries: Iterable[BlobEntry], gap_bytes: int = GAP_BYTES, max_span_bytes: int = MAX_SPAN_BYTES) -> List[Span]:
+    """Groups entries into Range reads: per layer, in offset order, merging an entry into
+    the span before it when the gap is at most `gap_bytes` and the span stays within
+    `max_span_bytes` (an entry larger than that is a span of its own)."""
+    spans: List[Span] = []
+    by_layer = sorted(entries, key=lambda e: (e.layer, e.compressed_offset))
+    current: Optional[Span] = None
+    for entry in by_layer:
+        start, end = entry.compressed_offset, entry.compressed_offset + entry.compressed_length
+        if (
+            current is not None
+            and current.layer == entry.layer
+            and start - current.end <= gap_bytes
+            and max(end, current.end) - current.start <= max_span_bytes
+        ):
+            current.end = max(current.end, end)
+            current.entries.append(entry)
+            continue
+        current = Span(entry.layer, start, end, [entry])
+        spans.append(current)
+    return spans
+
+
+@dataclass
+class PrefetchStats:
+    blobs: int = 0
+    blob_bytes: int = 0
+    fetched_bytes: int = 0
+    requests: int = 0
+    failures: int = 0
+    seconds: float = 0.0
+
+
+class HotSetPrefetch:
+    """Prefetches the hot set of each image the importer installs (see the module docstring)."""
+
+    def __init__(
+        self,
+        imports: ImportSet,
+        store: BlobStore,
+        max_bytes: int,
+        *,
+        threads: int = PREFETCH_THREADS,
+        gap_bytes: int = GAP_BYTES,
+        max_span_bytes: int = MAX_SPAN_BYTES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.imports = imports
+        self.store = store
+        self.max_bytes = max_bytes
+        self.threads = threads
+        self.gap_bytes = gap_bytes
+        self.max_span_bytes = max_span_bytes
+        self._clock = clock
+        self._done: Set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.last_stats: Optional[PrefetchStats] = None
+
+    def image_installed(self, image: ImportedImage) -> None:
+        """Starts the prefetch of a newly imported image in the background (once per image)."""
+        if self.max_bytes <= 0:
+            return
+        with self._lock:
+            if image.digest in self._done:
+                return
+            self._done.add(image.digest)
+        threading.Thread(target=self._run_logged, args=(image,), name="hot-set-prefetch", daemon=True).start()
+
+    def _run_logged(self, image: ImportedImage) -> None:
+        try:
+            self.run(image)
+        except Exception:  # noqa: BLE001 - a bug here must cost the prefetch only, never the daemon
+            logger.warning("cache-from %s: the prefetch stopped on an unexpected error", image.entry_text, exc_info=True)
+
+    def close(self) -> None:
+        self._stop.set()
+
+    # ---- the work -------------------------------------------------------------------
+
+    def choose(self, image: ImportedImage) -> List[BlobEntry]:
+        """The entries to prefetch, in priority order, within the byte bound."""
+        index = image.index
+        results: List[BlobEntry] = []
+        result_digests: Set[Digest] = set()
+        for action in index.iter_actions():
+            if action.result in result_digests or action.result == EMPTY_DIGEST:
+                continue
+            entry = image.find_blob(action.result)
+            if entry is not None:
+                result_digests.add(action.result)
+                results.append(entry)
+        others = [
+            entry
+            for entry in index.iter_blobs()
+            if entry.digest not in result_digests and entry.digest != EMPTY_DIGEST
+        ]
+        others.sort(key=lambda entry: -entry.last_used)
+        chosen: List[BlobEntry] = []
+        budget = self.max_bytes
+        store_bytes = getattr(self.store, "max_size_bytes", None)
+        for entry in results + others:
+            if entry.compressed_length > min(budget, self.max_span_bytes * 8):
+                continue
+            if isinstance(store_bytes, int) and entry.digest.size_bytes > store_bytes // 4:
+                continue  # (an entry may claim any size: never trusted, left to the lazy read's checks)
+            if image.bad_blobs.is_set_aside(entry.digest) or self.store.contains(entry.digest):
+                continue
+            chosen.append(entry)
+            budget -= entry.compressed_length
+            if budget <= 0:
+                break
+        return chosen
+
+    def run(self, image: ImportedImage) -> PrefetchStats:
+        started = self._clock()
+        stats = PrefetchStats()
+        try:
+            chosen = self.choose(image)
+        except CacheError as error:
+            logger.info("cache-from %s: no prefetch: %s", image.entry_text, error)
+            return stats
+        claimed = set(self.imports.claim_fetches([entry.digest for entry in chosen]))
+        wanted = [entry for entry in chosen if entry.digest in claimed]
+        # Spans in the order of their most urgent entry: `chosen` lists the ActionResults first.
+        spans = self._spans_in_priority_order(wanted, chosen)
+        kept: List[Span] = []
+        total = 0
+        for span in spans:  # the bound counts every byte read, the gaps in spans too
+            if len(kept) < MAX_REQUESTS and total + span.length <= self.max_bytes:
+                kept.append(span)
+                total += span.length
+            else:
+                for entry in span.entries:
+                    self.imports.release_fetch(entry.digest)
+        spans = kept
+        lock = threading.Lock()
+
+        def fetch(span: Span) -> None:
+            try:
+                if self._stop.is_set():
+                    return
+                self._fetch_span(image, span, stats, lock)
+            finally:
+                for entry in span.entries:
+                    self.imports.release_fetch(entry.digest)
+
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, self.threads), thread_name_prefix="prefetch") as pool:
+                list(pool.map(fetch, spans))
+        finally:
+            stats.seconds = self._clock() - started
+            self.last_stats = stats
+        logger.info(
+            "cache-from %s: prefetched %d blobs (%d bytes; %d bytes read in %d requests, %d failed) in %.2fs",
+            image.entry_text,
+            stats.blobs,
+            stats.blob_bytes,
+            stats.fetched_bytes,
+            stats.requests,
+            stats.failures,
+            stats.seconds,
+        )
+        return stats
+
+    def _spans_in_priority_order(self, wanted: Sequence[BlobEntry], chosen: Sequence[BlobEntry]) -> List[Span]:
+        priority = {entry.digest: position for position, entry in enumerate(chosen)}
+        spans = plan_spans(wanted, self.gap_bytes, self.max_span_bytes)
+        spans.sort(key=lambda span: min(priority[entry.digest] for entry in span.entries))
+        return spans
+
+    def _fetch_span(self, image: ImportedImage, span: Span, stats: PrefetchStats, lock: threading.Lock) -> None:
+        layer = image.layer_digest(span.layer)
+        compression = image.compression(span.layer)
+        try:
+            data = image.target.read_blob(layer, span.start, span.length)
+        except (CacheError, OSError) as error:
+            logger.info("cache-from %s: prefetch of %d bytes of layer %s failed: %s", image.entry_text, span.length, layer, error)
+            with lock:
+                stats.failures += len(span.entries)
+                stats.requests += 1
+            return
+        self.imports.counters.add_fetched(len(data))
+        with lock:
+            stats.requests += 1
+            stats.fetched_bytes += len(data)
+        for entry in span.entries:
+            begin = entry.compressed_offset - span.start
+            piece = data[begin : begin + entry.compressed_length]
+            if len(piece) != entry.compressed_length or self.store.contains(entry.digest):
+                continue
+            writer = None
+            committed = False
+            try:
+                writer = self.store.begin_write(entry.digest)
+                for chunk in iter_blob_range(io.BytesIO(piece), entry.digest, compression):
+                    writer.write(chunk)
+                writer.commit()
+                committed = True
+            except (ImageFormatError, DigestMismatchError, CacheError, OSError) as error:
+                logger.info("cache-from %s: prefetched blob %s not stored (left to a lazy read): %s", image.entry_text, entry.digest, error)
+                with lock:
+                    stats.failures += 1
+            finally:
+                if writer is not None and not committed:
+                    writer.abort()
+            if committed:
+                self.imports.counters.add_blob(entry.digest.size_bytes)
+                with lock:
+                    stats.blobs += 1
+                    stats.blob_bytes += entry.digest.size_bytes
+
+
+__all__ = [
+    "DEFAULT_PREFETCH_BYTES",
+    "HotSetPrefetch",
+    "PREFETCH_BYTES_VARIABLE",
+    "PrefetchStats",
+    "Span",
+    "plan_spans",
+    "prefetch_bytes_bound",
+]
