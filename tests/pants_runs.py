@@ -132,13 +132,15 @@ def live_daemon_pids(state_dir: Path) -> Set[int]:
     return pids
 
 
-def daemon_logs(state_dir: Path) -> str:
-    """The last 3000 characters of each daemon.log under `state_dir`."""
-    return "\n".join(
-        (directory / "daemon.log").read_text(errors="replace")[-3000:]
+def daemon_logs(state_dir: Path, tail_chars: Optional[int] = 3000) -> str:
+    """Each daemon.log under `state_dir`: the last `tail_chars` characters of each (for a
+    failure report), or the whole of each with `tail_chars=None` (to count lines in)."""
+    logs = [
+        (directory / "daemon.log").read_text(errors="replace")
         for directory in find_daemon_dirs(state_dir)
         if (directory / "daemon.log").exists()
-    )
+    ]
+    return "\n".join(log if tail_chars is None else log[-tail_chars:] for log in logs)
 
 
 __all__ = [

@@ -208,7 +208,7 @@ def test_a_killed_daemon_is_restarted_and_concurrent_runs_share_one(repo: Plugin
         assert run.counters["remote_cache_requests_cached"] == CACHEABLE_PROCESSES, run.describe()
     daemons = repo.daemon_pids()
     assert len(daemons) == 1 and killed not in daemons
-    log = repo.daemon_log()
+    log = daemon_logs(repo.state_dir, tail_chars=None)
     assert log.count("serving on") == 2, log  # the killed daemon, and one new one for both runs
 
 

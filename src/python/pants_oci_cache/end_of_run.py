@@ -10,7 +10,9 @@ JSON control endpoint (standard library only, about a millisecond a call):
 - `background`: asks for an export and returns at once (the daemon finishes it);
 - `off`: no export.
 
-Then it prints `oci-cache: H hits, M misses, R read, W written; <export>`.
+Then it prints `oci-cache: H hits, M misses, R read, W written; <export>`, and, when the
+run missed, the misses' causes in one clause (miss_causes.py: Pants' descriptions of the
+processes go to the daemon, which explains each miss; `oci-cache explain` shows them).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from pants.option.global_options import GlobalOptions
 
 from pants_oci_cache import run_state
 from pants_oci_cache.finish import DEFAULT_WAIT_LIMIT_SECONDS, finish_run, wait_limit_seconds
+from pants_oci_cache.input_tree_listing import send_input_trees
+from pants_oci_cache.miss_causes import ProcessDescriptions, misses_clause
 from pants_oci_cache.subsystem import ExportOnFinish, OciCacheSubsystem
 
 logger = logging.getLogger(__name__)
@@ -45,6 +49,7 @@ class EndOfRunSettings:
     remote_cache_on: bool
     export_wait_limit: Optional[float] = DEFAULT_WAIT_LIMIT_SECONDS
     """Seconds; None: no limit."""
+    send_input_trees: bool = False
 
 
 @rule
@@ -55,6 +60,7 @@ async def oci_cache_callback_factory(
         export_on_finish=subsystem.export_on_finish,
         remote_cache_on=bool(global_options.remote_cache_read or global_options.remote_cache_write),
         export_wait_limit=wait_limit_seconds(subsystem.export_wait_limit),
+        send_input_trees=input_trees_on(str(subsystem.explain_input_trees), subsystem.cache_to),
     )
     return WorkunitsCallbackFactory(callback_factory=lambda: callback_for_this_run(settings))
 
@@ -69,7 +75,17 @@ def callback_for_this_run(settings: EndOfRunSettings) -> Optional[WorkunitsCallb
         return None
     if start is None:  # remote_auth said UNAVAILABLE (and warned)
         return None
-    return EndOfRunCallback(start, settings.export_on_finish, settings.export_wait_limit)
+    return EndOfRunCallback(start, settings.export_on_finish, settings.export_wait_limit, settings.send_input_trees)
+
+
+def input_trees_on(setting: str, cache_to: Iterable[str]) -> bool:
+    """`[oci-cache] explain_input_trees`: on, off, or auto (on when a cache_to entry is mode=max)."""
+    if setting == "auto":
+        return any("mode=max" in str(entry).replace(" ", "") for entry in cache_to)
+    if setting not in ("on", "off"):
+        logger.warning("[oci-cache] explain_input_trees must be on, off or auto, not %r; using auto", setting)
+        return input_trees_on("auto", cache_to)
+    return setting == "on"
 
 
 class EndOfRunCallback(WorkunitsCallback):
@@ -78,10 +94,13 @@ class EndOfRunCallback(WorkunitsCallback):
         start: run_state.RunStart,
         export_on_finish: ExportOnFinish,
         export_wait_limit: Optional[float] = DEFAULT_WAIT_LIMIT_SECONDS,
+        send_input_trees: bool = False,
     ) -> None:
         self._start = start
+        self._send_input_trees = send_input_trees
         self._export_on_finish = export_on_finish
         self._export_wait_limit = export_wait_limit
+        self._descriptions = ProcessDescriptions()
 
     @property
     def can_finish_async(self) -> bool:
@@ -95,10 +114,19 @@ class EndOfRunCallback(WorkunitsCallback):
         finished: bool,
         context: Any,
     ) -> None:
+        self._descriptions.add(completed_workunits)
         if not finished:
             return
         try:
+            if self._send_input_trees and self._descriptions.input_roots:
+                listed, kept, seconds = send_input_trees(
+                    self._start.handle.client(), context, self._descriptions.input_roots.values()
+                )
+                logger.debug("oci-cache: %d input trees listed (%d kept) in %.2fs", listed, kept, seconds)
+            causes = misses_clause(self._start.handle.client(), self._descriptions)
             line, ok = finish_run(self._start, self._export_on_finish.value, wait_limit=self._export_wait_limit)
+            if causes and not causes.startswith("0 misses"):
+                line += f"; {causes} (`oci-cache explain`)"
         except Exception as error:  # noqa: BLE001 - the cache must never fail the build
             line, ok = f"oci-cache: the end-of-run export failed: {type(error).__name__}: {error}", False
         if ok:

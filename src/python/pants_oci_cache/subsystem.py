@@ -85,6 +85,15 @@ class OciCacheSubsystem(Subsystem):
             "finishes the export on its own, so a registry that stalls never holds a build for long."
         ),
     )
+    explain_input_trees = StrOption(
+        default="auto",
+        help=(
+            "Whether the end of a run sends the daemon the listing (paths and file digests, no "
+            "contents) of each process's input root, so that `oci-cache explain` names changed input "
+            "files by path and mode=max images keep those Directory messages: `on`, `off`, or `auto` "
+            "(on when a cache_to entry has mode=max)."
+        ),
+    )
     export_on_finish = EnumOption(
         default=ExportOnFinish.wait,
         help=(

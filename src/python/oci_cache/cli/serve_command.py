@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
 
 from oci_cache import __version__
 from oci_cache.cache_entries import CacheFrom, CacheTo, parse_cache_from, parse_cache_to
@@ -220,6 +220,7 @@ def _serve_stack(config: ServeConfig, stack: "ServingStack", stop: threading.Eve
         stop,
         bearer_token=config.bearer_token,
         control_http=config.control_http,
+        miss_recorder=_miss_recorder(config, stack),
     )
     try:
         server, port = build_server(
@@ -256,6 +257,22 @@ def _serve_stack(config: ServeConfig, stack: "ServingStack", stop: threading.Eve
         runtime.stop(server)
         remove_daemon_state(config.state_dir, pid=os.getpid())
     return 0
+
+
+def _miss_recorder(config: ServeConfig, stack: "ServingStack") -> Any:
+    """What records this daemon's misses for `oci-cache explain` (explain/daemon_hook.py):
+    candidates from the local store and the imported images."""
+    from oci_cache.explain.candidates import ExplainSources
+    from oci_cache.explain.daemon_hook import open_miss_recorder
+
+    sources = ExplainSources(stack.local.iter_action_digests, getattr(stack.blobs, "imports", None))
+    return open_miss_recorder(
+        config.state_dir,
+        stack.blobs,
+        sources,
+        key_file=getattr(config, "masking_key_file", None),
+        extra_secret_names=getattr(config, "secret_env_names", ()),
+    )
 
 
 def _entry_texts(entries: Sequence[object]) -> Tuple[str, ...]:

@@ -161,6 +161,34 @@ class ControlClient:
     def shutdown(self, skip_export: bool = False, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
         self._call("POST", "/v1/shutdown", {"skip_export": skip_export}, timeout)
 
+    # explain/control_routes.py: the record of this run's misses.
+    def explain(self, timeout: Optional[float] = 30.0) -> Dict[str, Any]:
+        """The explain/v1 report of the current (or last finished) run."""
+        return self._call("GET", "/v1/explain", None, timeout)
+
+    def send_descriptions(
+        self,
+        descriptions: Optional[Dict[str, str]] = None,
+        processes: Optional[Dict[str, str]] = None,
+        timeout: float = 10.0,
+    ) -> int:
+        """Attaches Pants' process descriptions to the run's misses, by action digest
+        ("HASH/SIZE" -> text) or by process key (explain/process_keys.py); how many matched."""
+        body = {"descriptions": descriptions or {}, "processes": processes or {}}
+        return int(self._call("POST", "/v1/explain/descriptions", body, timeout).get("matched", 0))
+
+    def send_input_tree(
+        self, root: str, files: List[Tuple[str, str, bool]], directories: List[str], timeout: float = 10.0
+    ) -> bool:
+        """An input root's listing (path, "HASH/SIZE", executable), for the daemon to rebuild
+        its Directory messages (explain/input_trees.py); whether it kept them."""
+        body = {"root": root, "files": [list(f) for f in files], "directories": directories}
+        return bool(self._call("POST", "/v1/explain/input-trees", body, timeout).get("kept", False))
+
+    def finish_explain(self, timeout: Optional[float] = 30.0) -> str:
+        """Ends the daemon's record of this run (saved for `oci-cache explain`); the misses' summary clause."""
+        return str(self._call("POST", "/v1/explain/finish", None, timeout).get("summary", ""))
+
     def _call(self, method: str, path: str, body: Optional[Dict[str, Any]], timeout: Optional[float]) -> Dict[str, Any]:
         payload = json.dumps(body).encode("utf-8") if body is not None else b""
         headers = {"Content-Type": "application/json", "Content-Length": str(len(payload))}

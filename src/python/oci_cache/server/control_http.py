@@ -31,6 +31,9 @@ from oci_cache.server.daemon_control import DaemonControl
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_JSON_ROUTE_BODY_BYTES = 8 << 20
+JsonRoutes = Dict[Tuple[str, str], Callable[[bytes], Dict[str, Any]]]
+"""Extra endpoints that take and answer plain JSON (e.g. explain/control_routes.py)."""
 # How soon stop() takes effect (serve_forever checks for it this often).
 SHUTDOWN_POLL_SECONDS = 0.1
 
@@ -48,7 +51,12 @@ class ControlHttpServer:
     """Serves DaemonControl on http://HOST:PORT (port 0: a free one) until stop()."""
 
     def __init__(
-        self, control: DaemonControl, activity: Activity, bearer_token: Optional[str], host: str = "127.0.0.1"
+        self,
+        control: DaemonControl,
+        activity: Activity,
+        bearer_token: Optional[str],
+        host: str = "127.0.0.1",
+        json_routes: Optional[JsonRoutes] = None,
     ) -> None:
         routes: Dict[Tuple[str, str], Tuple[Callable[[Any], Message], Optional[type]]] = {
             ("GET", "/v1/status"): (lambda request: control.status(), None),
@@ -56,7 +64,7 @@ class ControlHttpServer:
             ("POST", "/v1/shutdown"): (control.shutdown, control_pb2.ShutdownRequest),
         }
         expected = f"Bearer {bearer_token}".encode("utf-8") if bearer_token else None
-        self._handler_class = _handler_class(routes, expected, activity)
+        self._handler_class = _handler_class(routes, expected, activity, dict(json_routes or {}))
         self._host = host
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
@@ -88,6 +96,7 @@ def _handler_class(
     routes: Dict[Tuple[str, str], Tuple[Callable[[Any], Message], Optional[type]]],
     expected_authorization: Optional[bytes],
     activity: Activity,
+    json_routes: JsonRoutes,
 ) -> type:
     class ControlRequestHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -101,11 +110,15 @@ def _handler_class(
 
         def _handle(self, method: str) -> None:
             activity.touch()
-            body = self._read_body()
+            json_route = json_routes.get((method, self.path.split("?", 1)[0]))
+            body = self._read_body(MAX_JSON_ROUTE_BODY_BYTES if json_route is not None else MAX_BODY_BYTES)
             if body is None:
                 return
             if not self._authorized():
                 self._reply(401, {"error": "missing or wrong 'authorization: Bearer' token"})
+                return
+            if json_route is not None:
+                self._answer_json_route(json_route, body, method)
                 return
             route = routes.get((method, self.path.split("?", 1)[0]))
             if route is None:
@@ -129,12 +142,24 @@ def _handler_class(
                 return
             self._send(200, message_to_json(response))
 
-        def _read_body(self) -> Optional[bytes]:
+        def _answer_json_route(self, route: Callable[[bytes], Dict[str, Any]], body: bytes, method: str) -> None:
+            try:
+                document = route(body)
+            except ValueError as error:
+                self._reply(400, {"error": f"request body does not parse: {error}"})
+                return
+            except Exception as error:  # noqa: BLE001 - the caller gets the reason
+                logger.exception("control request %s %s failed", method, self.path)
+                self._reply(500, {"error": f"{type(error).__name__}: {error}"})
+                return
+            self._send(200, json.dumps(document, ensure_ascii=False).encode("utf-8"))
+
+        def _read_body(self, limit: int) -> Optional[bytes]:
             try:
                 length = int(self.headers.get("Content-Length") or 0)
             except ValueError:
                 length = -1
-            if length < 0 or length > MAX_BODY_BYTES:
+            if length < 0 or length > limit:
                 self._reply(400, {"error": "bad Content-Length"})
                 return None
             return self.rfile.read(length) if length else b""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from oci_cache.export_report import ExportReport
 from oci_cache.server.activity import Activity, ActivityInterceptor
@@ -31,6 +31,7 @@ from oci_cache.store.metrics import MetricsActionCache, MetricsBlobStore, StoreM
 
 if TYPE_CHECKING:  # the stack's modules are imported when serve opens it
     from oci_cache.cache_image.serving_stack import ServingStack
+    from oci_cache.explain.recorder import MissRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +52,19 @@ class DaemonRuntime:
         *,
         bearer_token: Optional[str] = None,
         control_http: bool = False,
+        miss_recorder: Optional["MissRecorder"] = None,
     ) -> None:
         self.identity = identity
         self.stack = stack
         self.metrics = StoreMetrics()
         self.blobs = MetricsBlobStore(stack.blobs, self.metrics)
-        self.action_cache = MetricsActionCache(stack.action_cache, self.metrics)
+        self.miss_recorder = miss_recorder
+        action_cache = stack.action_cache
+        if miss_recorder is not None:  # explain/recorder.py: every miss and upload of a run
+            from oci_cache.explain.recorder import RecordingActionCache
+
+            action_cache = RecordingActionCache(action_cache, miss_recorder)
+        self.action_cache = MetricsActionCache(action_cache, self.metrics)
         self.activity = Activity()
         self.exporter = CoalescingExport(stack.export) if stack.can_export else None
         self._stop = stop
@@ -71,7 +79,11 @@ class DaemonRuntime:
             stack.status,
         )
         self._control_service = ControlService(self.control)
-        self._http = ControlHttpServer(self.control, self.activity, bearer_token) if control_http else None
+        self._http = (
+            ControlHttpServer(self.control, self.activity, bearer_token, json_routes=_explain_routes(miss_recorder))
+            if control_http
+            else None
+        )
 
     def server_options(self, options: ServerOptions) -> ServerOptions:
         """`options` plus the Control service and the activity interceptor."""
@@ -103,6 +115,7 @@ class DaemonRuntime:
             self._http.stop()
         server.stop(grace).wait()
         self._control_service.close()
+        self._save_misses()
         if self.exporter is None or self._skip_final_export:
             return None
         logger.info("exporting before exit")
@@ -117,6 +130,15 @@ class DaemonRuntime:
             logger.warning("export at shutdown failed: %s", describe_failures(report))
         return report
 
+    def _save_misses(self) -> None:
+        """The run in progress is saved for `oci-cache explain` after the daemon is gone."""
+        if self.miss_recorder is None:
+            return
+        try:
+            self.miss_recorder.finish_run()
+        except Exception:  # noqa: BLE001 - exiting anyway; the log says why
+            logger.exception("saving the record of misses failed")
+
     def _request_shutdown(self, skip_export: bool) -> None:
         self._skip_final_export = self._skip_final_export or skip_export
         self._reason = self._reason or REASON_SHUTDOWN
@@ -124,6 +146,14 @@ class DaemonRuntime:
 
     def _export_running(self) -> bool:
         return self.exporter is not None and self.exporter.running
+
+
+def _explain_routes(recorder: Optional["MissRecorder"]) -> Dict[Tuple[str, str], Callable[[bytes], Dict[str, Any]]]:
+    if recorder is None:
+        return {}
+    from oci_cache.explain.control_routes import explain_routes
+
+    return explain_routes(recorder)
 
 
 __all__: List[str] = ["DaemonRuntime", "REASON_IDLE", "REASON_SHUTDOWN", "REASON_SIGNAL"]
