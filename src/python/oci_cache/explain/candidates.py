@@ -38,7 +38,7 @@ LOAD_BUDGET_SECONDS = 20.0
 class ExplainSources:
     def __init__(self, local_actions: Callable[[], Iterable[Digest]], imports: Optional[object] = None) -> None:
         self._local_actions = local_actions
-        self._imports = imports  # cache_image.imported_images.ImportSet (duck-typed: images())
+        self._imports = imports  # cache_image.importing.imported_images.ImportSet (duck-typed: images())
 
     def iter_actions(self) -> Iterator[Tuple[Digest, str]]:
         seen: Set[Digest] = set()
