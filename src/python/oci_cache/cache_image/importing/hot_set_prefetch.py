@@ -13,12 +13,14 @@ the local tier, in the background:
 until `max_bytes` of compressed ranges have been read. Wanted entries of one layer
 that lie close together (gaps up to `gap_bytes`) are read as one Range request of at
 most `max_span_bytes`, several spans at a time (`threads`), so the import's cost is
-bandwidth, not round trips. Each blob is cut out of its span and verified by its own
-digest as it is stored (the same checks as a lazy fetch: imported_images.py); a blob
-that fails is left to the lazy path. Blobs already local are skipped.
+bandwidth, not round trips. Each span is streamed: every blob is cut out of it, verified
+by its own digest and stored as soon as its bytes have arrived (the same checks as a lazy
+fetch: imported_images.py); a blob that fails is left to the lazy path. Blobs already
+local are skipped.
 
 While a blob is being prefetched it is claimed in the ImportSet: a lookup that wants
-it meanwhile waits for that transfer instead of starting its own.
+it meanwhile waits for that transfer (until that blob, not the whole span, is stored)
+instead of starting its own.
 """
 
 from __future__ import annotations
@@ -220,13 +222,19 @@ class HotSetPrefetch:
         lock = threading.Lock()
 
         def fetch(span: Span) -> None:
+            pending = {entry.digest for entry in span.entries}
+
+            def release(digest: Digest) -> None:  # once per claimed digest
+                if digest in pending:
+                    pending.discard(digest)
+                    self.imports.release_fetch(digest)
+
             try:
-                if self._stop.is_set():
-                    return
-                self._fetch_span(image, span, stats, lock)
+                if not self._stop.is_set():
+                    self._fetch_span(image, span, stats, lock, release)
             finally:
-                for entry in span.entries:
-                    self.imports.release_fetch(entry.digest)
+                for digest in list(pending):
+                    release(digest)
 
         try:
             with ThreadPoolExecutor(max_workers=max(1, self.threads), thread_name_prefix="prefetch") as pool:
@@ -252,46 +260,81 @@ class HotSetPrefetch:
         spans.sort(key=lambda span: min(priority[entry.digest] for entry in span.entries))
         return spans
 
-    def _fetch_span(self, image: ImportedImage, span: Span, stats: PrefetchStats, lock: threading.Lock) -> None:
+    def _fetch_span(
+        self, image: ImportedImage, span: Span, stats: PrefetchStats, lock: threading.Lock, release: Callable[[Digest], None]
+    ) -> None:
+        """Streams the span; each blob is stored (verified) and released as soon as its bytes
+        have arrived, so a lookup waiting for it does not wait for the rest of the span."""
         layer = image.layer_digest(span.layer)
         compression = image.compression(span.layer)
         try:
-            data = image.target.read_blob(layer, span.start, span.length)
+            stream = image.target.open_blob_stream(layer, span.start, span.length)
         except (CacheError, OSError) as error:
             logger.info("cache-from %s: prefetch of %d bytes of layer %s failed: %s", image.entry_text, span.length, layer, error)
             with lock:
                 stats.failures += len(span.entries)
                 stats.requests += 1
             return
-        self.imports.counters.add_fetched(len(data))
         with lock:
             stats.requests += 1
-            stats.fetched_bytes += len(data)
-        for entry in span.entries:
-            begin = entry.compressed_offset - span.start
-            piece = data[begin : begin + entry.compressed_length]
-            if len(piece) != entry.compressed_length or self.store.contains(entry.digest):
-                continue
-            writer = None
-            committed = False
-            try:
-                writer = self.store.begin_write(entry.digest)
-                for chunk in iter_blob_range(io.BytesIO(piece), entry.digest, compression):
-                    writer.write(chunk)
-                writer.commit()
-                committed = True
-            except (ImageFormatError, DigestMismatchError, CacheError, OSError) as error:
-                logger.info("cache-from %s: prefetched blob %s not stored (left to a lazy read): %s", image.entry_text, entry.digest, error)
-                with lock:
-                    stats.failures += 1
-            finally:
-                if writer is not None and not committed:
-                    writer.abort()
-            if committed:
-                self.imports.counters.add_blob(entry.digest.size_bytes)
-                with lock:
-                    stats.blobs += 1
-                    stats.blob_bytes += entry.digest.size_bytes
+        position = span.start
+        try:
+            for entry in sorted(span.entries, key=lambda e: e.compressed_offset):
+                if entry.compressed_offset < position or self._stop.is_set():
+                    continue  # (overlapping entries: left to the lazy read)
+                if self._read_exactly(stream, entry.compressed_offset - position, stats, lock) is None:
+                    break
+                piece = self._read_exactly(stream, entry.compressed_length, stats, lock)
+                if piece is None:
+                    break
+                position = entry.compressed_offset + entry.compressed_length
+                self._store(image, entry, piece, compression, stats, lock)
+                release(entry.digest)
+        except (CacheError, OSError) as error:
+            logger.info("cache-from %s: prefetch of layer %s stopped: %s", image.entry_text, layer, error)
+            with lock:
+                stats.failures += 1
+        finally:
+            stream.close()
+
+    def _read_exactly(self, stream: object, size: int, stats: PrefetchStats, lock: threading.Lock) -> Optional[bytes]:
+        """`size` bytes of the stream (None when it ends first); counted as fetched."""
+        parts: List[bytes] = []
+        left = size
+        while left > 0:
+            data = stream.read(min(left, 1 << 20))  # type: ignore[attr-defined]
+            if not data:
+                return None
+            parts.append(data)
+            left -= len(data)
+            self.imports.counters.add_fetched(len(data))
+            with lock:
+                stats.fetched_bytes += len(data)
+        return b"".join(parts)
+
+    def _store(self, image: ImportedImage, entry: BlobEntry, piece: bytes, compression: object, stats: PrefetchStats, lock: threading.Lock) -> None:
+        if self.store.contains(entry.digest):
+            return
+        writer = None
+        committed = False
+        try:
+            writer = self.store.begin_write(entry.digest)
+            for chunk in iter_blob_range(io.BytesIO(piece), entry.digest, compression):  # type: ignore[arg-type]
+                writer.write(chunk)
+            writer.commit()
+            committed = True
+        except (ImageFormatError, DigestMismatchError, CacheError, OSError) as error:
+            logger.info("cache-from %s: prefetched blob %s not stored (left to a lazy read): %s", image.entry_text, entry.digest, error)
+            with lock:
+                stats.failures += 1
+        finally:
+            if writer is not None and not committed:
+                writer.abort()
+        if committed:
+            self.imports.counters.add_blob(entry.digest.size_bytes)
+            with lock:
+                stats.blobs += 1
+                stats.blob_bytes += entry.digest.size_bytes
 
 
 __all__ = [
