@@ -49,12 +49,18 @@ class MissRecorder:
         self._misses: "OrderedDict[Digest, Optional[str]]" = OrderedDict()
         self._uploaded: Set[Digest] = set()
         self._dropped = 0
+        self._looked_up = False
         self._last: Optional[ExplainReport] = None
 
     # ---- recording (on the serving path: cheap) -----------------------------------
 
+    def hit(self) -> None:
+        """A lookup of this run was a hit: a run with lookups and no miss is saved as such."""
+        self._looked_up = True
+
     def missed(self, action: Digest) -> None:
         with self._lock:
+            self._looked_up = True
             if action in self._misses:
                 return
             if len(self._misses) >= self._max_misses:
@@ -125,9 +131,15 @@ class MissRecorder:
         """Explains the current run, saves it and starts a new run; the summary clause.
         Candidates not read yet are read for at most `budget_seconds` (the end of a Pants
         run waits for this; the rest are read by the next explanation). A run without
-        misses leaves the last saved run in place (a daemon stopping after a run)."""
+        misses but with hits is saved as a run without misses (so `explain` never shows an
+        older run's misses as the last run's); one without any lookup leaves the last saved
+        run in place (a daemon stopping after a run)."""
         with self._lock:
+            looked_up, self._looked_up = self._looked_up, False
             if not self._misses:
+                if looked_up:
+                    self._last = ExplainReport(())
+                    self._save(self._last)
                 return summary_clause(ExplainReport(()))
         report = self._explain_current(budget_seconds)
         with self._lock:
@@ -182,6 +194,8 @@ class RecordingActionCache:
         result = self._inner.get_action_result(action_digest)
         if result is None:
             self._recorder.missed(action_digest)
+        else:
+            self._recorder.hit()
         return result
 
     def put_action_result(self, action_digest: Digest, serialized_result: bytes) -> None:
