@@ -287,7 +287,7 @@ def test_basic_auth_password_never_leaks(registry_basic: RegistryServer, tmp_pat
     secrets.add_auth("the htpasswd password", user, password)
     # The positive control: the search does find the secret where it is by design.
     assert secrets.found_in((docker_config / "config.json").read_bytes())
-    assert " DEBUG oci_cache.oci.registry_client: " in texts["serve log (writer)"]  # every request, at debug level
+    assert " DEBUG oci_cache.oci.transport.redirects: " in texts["serve log (writer)"]  # every request, at debug level
     _assert_clean(secrets, roots, texts)
 
 

@@ -39,6 +39,18 @@ RULES: Tuple[Rule, ...] = (
         "the OCI transport moves blobs and manifests; it knows nothing of caches",
     ),
     Rule(
+        "oci_cache.oci.transport",
+        (
+            "oci_cache.oci.registry_client",
+            "oci_cache.oci.registry_target",
+            "oci_cache.oci.layout",
+            "oci_cache.oci.target",
+            "oci_cache.oci.target_opener",
+            "oci_cache.oci.transfer",
+        ),
+        "the transport layers know HTTP, not the OCI API: the verbs sit above them",
+    ),
+    Rule(
         "oci_cache.image_format",
         ("oci_cache.store", "oci_cache.cache_image", "oci_cache.server", "oci_cache.cli", "oci_cache.daemon"),
         "the format layer turns entries into layers and back; it knows nothing of stores or transports",
@@ -140,6 +152,7 @@ def test_the_checker_reports_each_kind_of_forbidden_import(tmp_path: Path) -> No
     _write(tmp_path, "oci_cache.daemon.launcher", "from oci_cache.server.grpc_server import build_server\n")
     _write(tmp_path, "oci_cache.cache_image.exporting.exporter", "from oci_cache.cli.progress import Progress\n")
     _write(tmp_path, "oci_cache.sizes", "import pants_oci_cache.summary\n")
+    _write(tmp_path, "oci_cache.oci.transport.retries", "from oci_cache.oci.target import Manifest\n")
 
     reported = {(v.module, v.rule.importer) for v in find_violations(tmp_path)}
 
@@ -151,6 +164,7 @@ def test_the_checker_reports_each_kind_of_forbidden_import(tmp_path: Path) -> No
         ("oci_cache.daemon.launcher", "oci_cache.daemon"),
         ("oci_cache.cache_image.exporting.exporter", "oci_cache"),
         ("oci_cache.sizes", "oci_cache"),
+        ("oci_cache.oci.transport.retries", "oci_cache.oci.transport"),
     }
 
 
@@ -159,4 +173,5 @@ def test_the_checker_allows_what_the_rules_allow(tmp_path: Path) -> None:
     _write(tmp_path, "oci_cache.cache_image.importing.importer", "from oci_cache.oci.target import ImageTarget\n")
     _write(tmp_path, "oci_cache.server.daemon_runtime", "from oci_cache.store.metrics import StoreMetrics\n")
     _write(tmp_path, "pants_oci_cache.register", "from oci_cache.daemon.launcher import launch\n")
+    _write(tmp_path, "oci_cache.oci.registry_client", "from oci_cache.oci.transport.stack import RegistryTransport\n")
     assert find_violations(tmp_path) == []

@@ -56,9 +56,9 @@ def test_a_remembered_target_that_fails_is_forgotten_and_the_registry_asked_agai
         assert client.read_blob(unique_repo, digest) == data
         blob_url = f"{client.base_url()}/v2/{unique_repo}/blobs/{digest}"
         gone = f"http://{front.storage_address}/v2/{unique_repo}/blobs/sha256:{'0' * 64}"  # answers 404
-        client._redirects.remember(blob_url, gone)  # as if the signed URL had been revoked
+        client.transport.redirect_memory.remember(blob_url, gone)  # as if the signed URL had been revoked
         assert client.read_blob(unique_repo, digest) == data
-        assert client._redirects.lookup(blob_url) != gone
+        assert client.transport.redirect_memory.lookup(blob_url) != gone
         assert link.snapshot().requests.get("GET blob (307)") == 2
     finally:
         front.close()

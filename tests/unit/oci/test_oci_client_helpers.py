@@ -4,7 +4,8 @@ import pytest
 
 from oci_cache.oci.credentials import NoCredentials
 from oci_cache.oci.errors import InvalidReferenceError
-from oci_cache.oci.registry_client import RegistryClient, _add_query, _parse_content_range, _safe_url
+from oci_cache.oci.registry_client import RegistryClient, _add_query, _parse_content_range
+from oci_cache.oci.transport.responses import safe_url
 
 
 def test_upload_url_keeps_its_own_query() -> None:
@@ -17,7 +18,7 @@ def test_upload_url_keeps_its_own_query() -> None:
 
 
 def test_urls_in_messages_lose_query_and_userinfo() -> None:
-    assert _safe_url("https://user:pw@s3.example/bucket/blob?X-Amz-Signature=secret") == "https://s3.example/bucket/blob"
+    assert safe_url("https://user:pw@s3.example/bucket/blob?X-Amz-Signature=secret") == "https://s3.example/bucket/blob"
 
 
 def test_content_range_parsing() -> None:

@@ -1,26 +1,19 @@
-"""A client for one registry's OCI distribution API (/v2/), on urllib3 1.26 or 2.x.
+"""A client for one registry's OCI distribution API (/v2/): the API verbs.
 
-One `RegistryClient` per registry host: it owns the connection pools, the
-scheme (https, or http for `insecure`/loopback registries), and the
-authorization state (tokens are shared by every repository and thread). Methods
-take the repository name; `RegistryTarget` binds one repository to the
-`ImageTarget` interface. See docs/registry-client.md for the why.
-
-What it does on the wire:
-- first use: `GET /v2/` (Docker's "ping") picks the scheme and learns the auth
-  scheme from the challenge;
-- every request carries the Authorization for exactly the scopes it needs (pull;
-  pull,push for writes; delete for DELETE); 401 → renew/escalate, retry once;
-- redirects are followed by hand for GET/HEAD; Authorization is sent only to the
-  registry's own origin (blob GETs redirect to storage hosts with signed URLs);
-- 408/429/5xx and connection errors are retried with backoff and jitter,
-  honouring Retry-After, within RetryPolicy's attempt and time bounds; a refused
-  connection (nothing listens) gets one quick retry only, so an unreachable
-  registry fails in a fraction of a second instead of stalling a build;
+One `RegistryClient` per registry host; methods take the repository name, and
+`RegistryTarget` binds one repository to the `ImageTarget` interface. See
+docs/registry-client.md for the why. How a request reaches the registry (the ping that
+picks the scheme, authorization per scope, retries, redirects, connection pools) is the
+transport's job, in layers: `oci/transport/`. Here is what the API means:
+- blobs: HEAD for presence and size; GET (whole or a Range) verified against the digest,
+  read again when the bytes do not match; a 200 to a range request is cut here;
 - uploads: HEAD (skip if present) → optional mount → POST → PUT ?digest= (one
   streamed body), or PATCH chunks then PUT when `upload_chunk_size` is set; the
   upload URL's own query (`_state`) is preserved; an upload that fails
-  transiently is restarted from a fresh POST.
+  transiently is restarted from a fresh POST;
+- manifests: GET/HEAD/PUT/DELETE, byte-exact and digest-checked, at most
+  MAX_MANIFEST_BYTES;
+- errors: an OCI error body becomes the RegistryError subclass that says what to do.
 
 Thread-safe; sized for many concurrent transfers (`max_connections` per host).
 """
@@ -31,17 +24,12 @@ import functools
 import json
 import logging
 import os
-import ssl
-import threading
 import time
-import warnings
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.exceptions import InsecureRequestWarning
-from urllib3.exceptions import SSLError as Urllib3SSLError
 
 from oci_cache.oci.content import (
     BlobId,
@@ -66,9 +54,8 @@ from oci_cache.oci.errors import (
     RegistryUnauthorizedError,
     RegistryUnavailableError,
 )
-from oci_cache.oci.http_retry import NO_RETRIES, RETRYABLE_STATUSES, RetryBudget, RetryPolicy, parse_retry_after
+from oci_cache.oci.http_retry import NO_RETRIES, RETRYABLE_STATUSES, RetryBudget, RetryPolicy
 from oci_cache.oci.media_types import MANIFEST_ACCEPT
-from oci_cache.oci.redirect_memory import RedirectMemory
 from oci_cache.oci.reference import (
     DOCKER_HUB,
     DOCKER_HUB_ALIASES,
@@ -79,49 +66,27 @@ from oci_cache.oci.reference import (
     validate_tag,
 )
 from oci_cache.oci.target import Manifest, PushOutcome
-from oci_cache.oci.token_auth import RegistryAuth, Scopes, repository_scope
+from oci_cache.oci.token_auth import Scopes, repository_scope
+from oci_cache.oci.transport.request import BodyFactory, Request
+from oci_cache.oci.transport.responses import (
+    content_length,
+    discard,
+    error_codes,
+    error_summary,
+    read_all,
+    read_error_body,
+    reason,
+)
+from oci_cache.oci.transport.retries import sleep_or_raise
+from oci_cache.oci.transport.stack import RegistryTransport
 
 logger = logging.getLogger(__name__)
 
-USER_AGENT = "pants-oci-cache/0.1 (urllib3)"
-MAX_REDIRECTS = 5
 MAX_MANIFEST_BYTES = 16 << 20
 READ_CHUNK = 1 << 20
-# urllib3 2 reads responses READ_CHUNK bytes at a time (`blocksize`); urllib3 1.26, which Pants
-# 2.24-2.29 pin in their own environment (and so in a `[GLOBAL].plugins` install), has no such
-# pool setting and reads with http.client's default.
-_URLLIB3_2 = int(urllib3.__version__.split(".")[0]) >= 2
-_BLOCKSIZE = {"blocksize": READ_CHUNK} if _URLLIB3_2 else {}
-DRAIN_LIMIT = 256 << 10
-REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-REFUSED_RETRY_DELAY = 0.1  # seconds before the one retry of a refused connection
 CONTENT_MISMATCH_RETRIES = 2  # reads again of a blob/manifest whose bytes do not match its digest
 DEFAULT_READ_TIMEOUT = 120.0  # seconds without a byte from the registry
 READ_TIMEOUT_VARIABLE = "OCI_CACHE_REGISTRY_READ_TIMEOUT"  # overrides it (seconds)
-_NOT_TLS_MARKERS = (
-    "wrong version number",
-    "wrong_version_number",
-    "record layer failure",
-    "unknown protocol",
-    "http request",
-    "packet length too long",
-    "record_layer_failure",
-)
-
-Body = Union[bytes, Any]
-BodyFactory = Callable[[], Body]
-
-
-class _PlainHttpServer(RegistryUnavailableError):
-    """The host answered a TLS handshake with something that is not TLS (a plain-HTTP server)."""
-
-
-class _ConnectionFailed(RegistryUnavailableError):
-    """No HTTP answer at all: refused, reset, timed out. `reason` is the short cause."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 class RegistryClient:
@@ -150,41 +115,32 @@ class RegistryClient:
         self.ca_bundle = ca_bundle
         self.retry = retry
         self.upload_chunk_size = upload_chunk_size
-        self._hostname = urlsplit(f"//{self.api_host}").hostname or self.api_host
         if read_timeout is None:
             read_timeout = _seconds_from_environment(READ_TIMEOUT_VARIABLE, DEFAULT_READ_TIMEOUT)
-        self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
-        self._registry_pool = urllib3.PoolManager(
-            num_pools=4,
-            maxsize=max_connections,
-            retries=False,
-            timeout=self._timeout,
-            **_BLOCKSIZE,
-            **_tls_settings(insecure, ca_bundle),
-        )
-        self._other_pool = urllib3.PoolManager(
-            num_pools=16, maxsize=max_connections, retries=False, timeout=self._timeout, **_BLOCKSIZE
-        )
-        if insecure:
-            warnings.filterwarnings(
-                "ignore",
-                message=f"Unverified HTTPS request is being made to host '{self._hostname}'",
-                category=InsecureRequestWarning,
-            )
         if credentials is None:
             credentials = DockerConfigCredentials(docker_config_dir, environ)
-        self.auth = RegistryAuth(registry, credentials, self._token_transport, allow_plain_http_realm=insecure)
-        self._base: Optional[str] = None
-        self._base_lock = threading.Lock()
-        self._redirects = RedirectMemory()
+        self.transport = RegistryTransport(
+            registry,
+            self.api_host,
+            urlsplit(f"//{self.api_host}").hostname or self.api_host,
+            credentials,
+            may_use_http=self._may_use_http(),
+            insecure=insecure,
+            ca_bundle=ca_bundle,
+            retry=retry,
+            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+            max_connections=max_connections,
+        )
+        self.auth = self.transport.auth
 
     # ------------------------------------------------------------------ basics
 
     def connection_summary(self) -> str:
         """ "https", "http, insecure", … (the scheme is known after the first request;
         before it, "https or http" where plain HTTP may be used)."""
-        if self._base:
-            scheme = urlsplit(self._base).scheme
+        base = self.transport.known_base_url()
+        if base:
+            scheme = urlsplit(base).scheme
         else:
             scheme = "https or http" if self._may_use_http() else "https"
         flags = ", insecure" if self.insecure else ""
@@ -198,59 +154,14 @@ class RegistryClient:
         return f"RegistryClient({self.describe()})"
 
     def close(self) -> None:
-        self._registry_pool.clear()
-        self._other_pool.clear()
+        self.transport.close()
 
     def base_url(self) -> str:
         """ "https://host[:port]" (or http://), found by pinging /v2/ once."""
-        if self._base is not None:
-            return self._base
-        with self._base_lock:
-            if self._base is None:
-                self._base = self._probe()
-            return self._base
+        return self.transport.base_url()
 
     def _may_use_http(self) -> bool:
         return self.insecure or is_loopback_host(self.api_host)
-
-    def _probe(self) -> str:
-        schemes = ["https", "http"] if self._may_use_http() else ["https"]
-        unreachable: List[_ConnectionFailed] = []
-        for scheme in schemes:
-            base = f"{scheme}://{self.api_host}"
-            try:
-                resp = self._perform("GET", base + "/v2/", scopes=None, headers={})
-            except _PlainHttpServer:
-                if scheme == schemes[-1]:
-                    raise
-                logger.debug("%s does not speak TLS; using plain HTTP", self.api_host)
-                continue
-            except _ConnectionFailed as e:
-                if scheme == schemes[-1]:
-                    if unreachable:  # both schemes failed: name both URLs tried
-                        first, tried = unreachable[0].reason, f"GET https://{self.api_host}/v2/"
-                        both = (
-                            f"{tried} and GET {base}/v2/: {e.reason}"
-                            if first == e.reason
-                            else f"{tried}: {first}; GET {base}/v2/: {e.reason}"
-                        )
-                        raise _ConnectionFailed(
-                            f"cannot reach {self.registry} over https or http ({both})", e.reason
-                        ) from None
-                    raise
-                unreachable.append(e)
-                continue
-            status = resp.status
-            challenge = resp.headers.get("WWW-Authenticate")
-            _discard(resp)
-            if status == 401:
-                self.auth.prime(challenge)
-            elif status == 404:
-                raise RegistryError(
-                    f"{base}/v2/ answered 404: {self.registry} does not serve the OCI distribution API there", 404
-                )
-            return base
-        raise AssertionError("unreachable")
 
     # ------------------------------------------------------------------ blobs
 
@@ -258,7 +169,7 @@ class RegistryClient:
         bid = blob_id(digest)
         resp = self._request("HEAD", f"/v2/{repository}/blobs/{bid.digest}", _pull(repository))
         status, length = resp.status, resp.headers.get("Content-Length")
-        _discard(resp)
+        discard(resp)
         if status == 404:
             return None
         if status != 200:
@@ -279,9 +190,9 @@ class RegistryClient:
         while True:
             resp = self._get_blob(repository, bid, offset, length)
             try:
-                data = _read_all(resp)
+                data = read_all(resp)
             except Urllib3Error as e:
-                self._sleep_or_raise(budget, None, f"reading blob {bid.digest} from {repository}: {_reason(e)}")
+                sleep_or_raise(budget, None, f"reading blob {bid.digest} from {repository}: {reason(e)}")
                 continue
             if resp.status == 206:
                 return self._checked_partial(resp, data, offset, length, where)
@@ -309,18 +220,18 @@ class RegistryClient:
         whole = offset == 0 and length is None
 
         def close() -> None:
-            _discard(resp)
+            discard(resp)
 
         def read(n: int) -> bytes:
             try:
                 return resp.read(n)
             except Urllib3Error as e:
-                raise RegistryUnavailableError(f"reading {where}: {_reason(e)}") from None
+                raise RegistryUnavailableError(f"reading {where}: {reason(e)}") from None
 
         if whole:
             return BlobStream(read, close, verifier=DigestVerifier(bid, where), where=where)
         if resp.status == 206:
-            expected = _content_length(resp)
+            expected = content_length(resp)
             return BlobStream(read, close, expected_length=expected, where=where)
         # 200 for a range request: skip to the offset and cut at the length ourselves.
         return BlobStream(_slice_reader(read, offset, length), close, where=where)
@@ -333,7 +244,7 @@ class RegistryClient:
         resp = self._request("GET", f"/v2/{repository}/blobs/{bid.digest}", _pull(repository), headers=headers)
         if resp.status in (200, 206):
             return resp
-        status, body = resp.status, _read_error_body(resp)
+        status, body = resp.status, read_error_body(resp)
         if status == 404:
             raise BlobNotFoundError(f"blob {bid.digest} is not in {self.registry}/{repository}")
         if status == 416:
@@ -366,7 +277,7 @@ class RegistryClient:
         scopes = _push(repository)
         resp = self._request("HEAD", f"/v2/{repository}/blobs/{bid.digest}", scopes)
         status = resp.status
-        _discard(resp)
+        discard(resp)
         if status == 200:
             return PushOutcome.PRESENT
         if status != 404:
@@ -414,8 +325,8 @@ class RegistryClient:
             scopes = scopes | _pull(mount_from)
         resp = self._request("POST", path, scopes, headers={"Content-Length": "0"}, body=_no_body, retry=retry)
         status, location = resp.status, resp.headers.get("Location")
-        body = _read_error_body(resp) if status not in (201, 202) else b""
-        _discard(resp)
+        body = read_error_body(resp) if status not in (201, 202) else b""
+        discard(resp)
         if status == 201 and mount is not None:
             return True, None
         if status == 202 and location:
@@ -438,13 +349,13 @@ class RegistryClient:
         url = _add_query(location, "digest", bid.digest)
         resp = self._request("PUT", url, scopes, headers=headers, body=body, retry=NO_RETRIES)
         status, stored = resp.status, resp.headers.get("Docker-Content-Digest")
-        error_body = _read_error_body(resp) if status not in (201, 204) else b""
-        _discard(resp)
+        error_body = read_error_body(resp) if status not in (201, 204) else b""
+        discard(resp)
         if status in (201, 204):
             if stored and stored != bid.digest:
                 raise ContentMismatchError(f"{self.registry}/{repository} stored {stored} when sent {bid.digest}")
             return
-        codes = _error_codes(error_body)
+        codes = error_codes(error_body)
         if "DIGEST_INVALID" in codes or "SIZE_INVALID" in codes:
             raise ContentMismatchError(
                 f"{self.registry} rejected the upload of {bid.digest} to {repository}: the bytes from "
@@ -473,8 +384,8 @@ class RegistryClient:
                     retry=NO_RETRIES,
                 )
                 status, next_location = resp.status, resp.headers.get("Location")
-                error_body = _read_error_body(resp) if status != 202 else b""
-                _discard(resp)
+                error_body = read_error_body(resp) if status != 202 else b""
+                discard(resp)
                 if status != 202 or not next_location:
                     raise self._error_from(status, error_body, f"uploading a chunk at {offset} to {repository}")
                 location = urljoin(location, next_location)
@@ -496,22 +407,22 @@ class RegistryClient:
                 headers={"Accept": ", ".join(accept)},
             )
             if resp.status == 404:
-                _discard(resp)
+                discard(resp)
                 return None
             if resp.status != 200:
                 raise self._error_from(
-                    resp.status, _read_error_body(resp), f"reading manifest {repository}:{reference}"
+                    resp.status, read_error_body(resp), f"reading manifest {repository}:{reference}"
                 )
-            declared = _content_length(resp)
+            declared = content_length(resp)
             if declared is not None and declared > MAX_MANIFEST_BYTES:
-                _discard(resp)
+                discard(resp)
                 raise RegistryError(
                     f"manifest {repository}:{reference} is {declared} bytes, over the {MAX_MANIFEST_BYTES} limit"
                 )
             try:
-                data = _read_all(resp)
+                data = read_all(resp)
             except Urllib3Error as e:
-                self._sleep_or_raise(budget, None, f"reading manifest {repository}:{reference}: {_reason(e)}")
+                sleep_or_raise(budget, None, f"reading manifest {repository}:{reference}: {reason(e)}")
                 continue
             try:
                 digest = self._checked_manifest_digest(repository, reference, resp, data)
@@ -538,7 +449,7 @@ class RegistryClient:
             "HEAD", f"/v2/{repository}/manifests/{reference}", _pull(repository), headers={"Accept": ", ".join(accept)}
         )
         status, header = resp.status, resp.headers.get("Docker-Content-Digest")
-        _discard(resp)
+        discard(resp)
         if status == 404:
             return None
         if status != 200:
@@ -561,10 +472,10 @@ class RegistryClient:
             body=lambda: data,
         )
         status, stored = resp.status, resp.headers.get("Docker-Content-Digest")
-        body = _read_error_body(resp) if status not in (200, 201, 202, 204) else b""
-        _discard(resp)
+        body = read_error_body(resp) if status not in (200, 201, 202, 204) else b""
+        discard(resp)
         if status not in (200, 201, 202, 204):
-            codes = _error_codes(body)
+            codes = error_codes(body)
             hint = (
                 "; push every blob it references first"
                 if "MANIFEST_BLOB_UNKNOWN" in codes or "BLOB_UNKNOWN" in codes
@@ -586,7 +497,7 @@ class RegistryClient:
         except (RegistryUnauthorizedError, RegistryDeniedError) as e:
             logger.info("%s refused to delete %s in %s: %s", self.registry, digest, repository, e)
             return False
-        status, body = resp.status, _read_error_body(resp)
+        status, body = resp.status, read_error_body(resp)
         if status in (200, 202, 204):
             return True
         if status in (400, 403, 404, 405):
@@ -596,7 +507,7 @@ class RegistryClient:
                 digest,
                 repository,
                 status,
-                _error_summary(body),
+                error_summary(body),
             )
             return False
         raise self._error_from(status, body, f"deleting manifest {repository}@{digest}")
@@ -613,196 +524,13 @@ class RegistryClient:
         body: Optional[BodyFactory] = None,
         retry: Optional[RetryPolicy] = None,
     ) -> Any:
-        """One authorized API request with retries; returns an unread response (status not checked
-        beyond 401 and retryable statuses). Callers read or `_discard` it."""
-        base = self.base_url()
-        url = path_or_url if "://" in path_or_url else base + path_or_url
-        unauthorized = 0
-        while True:
-            authorization = self.auth.authorization(scopes)
-            resp = self._perform(
-                method, url, scopes=scopes, headers=headers or {}, body=body, authorization=authorization, retry=retry
-            )
-            if resp.status != 401:
-                return resp
-            challenge = resp.headers.get("WWW-Authenticate")
-            _discard(resp)
-            unauthorized += 1
-            self.auth.handle_unauthorized(challenge, scopes, authorization, repeated=unauthorized > 1)
-            if unauthorized > 2:
-                raise RegistryUnauthorizedError(
-                    f"{self.registry} keeps answering 401 for {method} {_safe_url(url)}", 401
-                )
-
-    def _perform(
-        self,
-        method: str,
-        url: str,
-        *,
-        scopes: Optional[Scopes],
-        headers: Mapping[str, str],
-        body: Optional[BodyFactory] = None,
-        authorization: Optional[str] = None,
-        retry: Optional[RetryPolicy] = None,
-    ) -> Any:
-        """Sends with redirects and retries (connection errors, 408/429/5xx); no auth handling."""
-        budget = RetryBudget(retry or self.retry)
-        refusals = 0
-        while True:
-            try:
-                payload = body() if body is not None else None
-            except OSError as e:
-                raise RegistryUnavailableError(f"cannot read the data to send to {self.registry}: {e}") from None
-            try:
-                resp = self._send(method, url, headers, payload, authorization)
-            except Urllib3SSLError as e:
-                raise self._tls_error(url, e) from None
-            except (Urllib3Error, OSError) as e:
-                reason = "connection refused" if _connection_refused(e) else _reason(e)
-                message = f"cannot reach {self.registry} ({method} {_safe_url(url)}): {reason}"
-                if _connection_refused(e):
-                    # Nothing listens there: backing off for seconds would only stall the build.
-                    refusals += 1
-                    if refusals > 1 or budget.policy.max_attempts <= 1:
-                        suffix = " (refused again after a quick retry)" if refusals > 1 else ""
-                        raise _ConnectionFailed(message + suffix, reason) from None
-                    logger.info("%s; retrying once in %.1fs", message, REFUSED_RETRY_DELAY)
-                    time.sleep(REFUSED_RETRY_DELAY)
-                    continue
-                self._sleep_or_raise(budget, None, message, error_type=_ConnectionFailed, reason=reason)
-                continue
-            finally:
-                if payload is not None and hasattr(payload, "close"):
-                    payload.close()
-            if resp.status not in RETRYABLE_STATUSES:
-                return resp
-            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-            status, error_body = resp.status, _read_error_body(resp)
-            message = (
-                f"{self.registry} answered HTTP {status} to {method} {_safe_url(url)}{_error_summary(error_body, ' ')}"
-            )
-            self._sleep_or_raise(budget, retry_after, message, status, _error_codes(error_body))
-
-    def _send(
-        self, method: str, url: str, headers: Mapping[str, str], payload: Any, authorization: Optional[str]
-    ) -> Any:
-        original = url
-        if method == "GET":
-            remembered = self._remembered_redirect(url, headers)
-            if remembered is not None:
-                return remembered
-        for _ in range(MAX_REDIRECTS + 1):
-            send_headers = {"User-Agent": USER_AGENT}
-            send_headers.update(headers)
-            if authorization is not None and self._same_origin(url):
-                send_headers["Authorization"] = authorization
-            pool = self._registry_pool if urlsplit(url).hostname == self._hostname else self._other_pool
-            resp = pool.urlopen(
-                method,
-                url,
-                body=payload,
-                headers=send_headers,
-                redirect=False,
-                retries=False,
-                preload_content=False,
-                timeout=self._timeout,
-            )
-            location = resp.headers.get("Location")
-            if resp.status in REDIRECT_STATUSES and method in ("GET", "HEAD") and location:
-                _discard(resp)
-                url = urljoin(url, location)
-                logger.debug("following a redirect to %s", _safe_url(url))
-                continue
-            logger.debug("%s %s -> %d", method, _safe_url(url), resp.status)
-            if method == "GET" and url != original and resp.status in (200, 206):
-                self._redirects.remember(original, url)
-            return resp
-        raise RegistryError(f"{self.registry}: more than {MAX_REDIRECTS} redirects for {method} {_safe_url(url)}")
-
-    def _remembered_redirect(self, url: str, headers: Mapping[str, str]) -> Any:
-        """The response of the storage a blob GET was redirected to lately (redirect_memory.py),
-        or None: then ask the registry (the target expired, failed or was never known)."""
-        target = self._redirects.lookup(url)
-        if target is None:
-            return None
-        send_headers = {"User-Agent": USER_AGENT}
-        send_headers.update(headers)
-        try:
-            pool = self._registry_pool if urlsplit(target).hostname == self._hostname else self._other_pool
-            resp = pool.urlopen(
-                "GET", target, headers=send_headers, redirect=False, retries=False, preload_content=False, timeout=self._timeout
-            )
-        except (Urllib3Error, OSError):
-            self._redirects.forget(url)
-            return None
-        if resp.status in (200, 206):
-            logger.debug("GET %s (remembered redirect) -> %d", _safe_url(target), resp.status)
-            return resp
-        _discard(resp)
-        self._redirects.forget(url)
-        return None
-
-    def _same_origin(self, url: str) -> bool:
-        if self._base is None:
-            return False
-        a, b = urlsplit(url), urlsplit(self._base)
-        return (a.scheme, a.hostname, a.port or _default_port(a.scheme)) == (
-            b.scheme,
-            b.hostname,
-            b.port or _default_port(b.scheme),
-        )
-
-    def _sleep_or_raise(
-        self,
-        budget: RetryBudget,
-        retry_after: Optional[float],
-        message: str,
-        status: Optional[int] = None,
-        codes: Sequence[str] = (),
-        error_type: Optional[type] = None,
-        reason: str = "",
-    ) -> None:
-        delay = budget.next_delay(retry_after)
-        if delay is None:
-            suffix = f" (gave up {budget.gave_up_reason})" if budget.policy.max_attempts > 1 else ""
-            if error_type is _ConnectionFailed:
-                raise _ConnectionFailed(message + suffix, reason)
-            raise RegistryUnavailableError(message + suffix, status, codes, retry_after)
-        logger.info("%s; retrying in %.1fs", message, delay)
-        time.sleep(delay)
-
-    def _tls_error(self, url: str, error: Exception) -> RegistryUnavailableError:
-        reason = _reason(error)
-        lowered = reason.lower()
-        if any(marker in lowered for marker in _NOT_TLS_MARKERS):
-            return _PlainHttpServer(
-                f"{self.registry} does not speak TLS (HTTPS) on {urlsplit(url).netloc}; "
-                "if it is a plain-HTTP registry, set insecure=true for it"
-            )
-        if "certificate" in lowered or "verify" in lowered:
-            return RegistryUnavailableError(
-                f"the TLS certificate of {urlsplit(url).netloc} is not trusted ({reason}); trust the CA that signed it "
-                "(SSL_CERT_FILE=PATH in the daemon's environment) or, for a lab registry, set insecure=true"
-            )
-        return RegistryUnavailableError(f"TLS connection to {urlsplit(url).netloc} failed: {reason}")
-
-    def _token_transport(
-        self, method: str, url: str, headers: Mapping[str, str], body: Optional[bytes]
-    ) -> Tuple[int, Mapping[str, str], bytes]:
-        resp = self._perform(
-            method, url, scopes=None, headers=headers, body=(lambda: body) if body is not None else None
-        )
-        try:
-            data = resp.read(1 << 20)
-        except Urllib3Error as e:
-            raise RegistryUnavailableError(f"reading the token for {self.registry}: {_reason(e)}") from None
-        finally:
-            _discard(resp)
-        return resp.status, dict(resp.headers), data
+        """One authorized API request through the transport; returns an unread response (status
+        not checked beyond 401 and retryable statuses). Callers read or `discard` it."""
+        return self.transport.round_trip(Request(method, path_or_url, headers or {}, body, scopes, None, retry))
 
     def _error_from(self, status: int, body: Optional[bytes], action: str, hint: str = "") -> RegistryError:
-        codes = _error_codes(body or b"")
-        detail = _error_summary(body or b"", " ")
+        codes = error_codes(body or b"")
+        detail = error_summary(body or b"", " ")
         message = f"{action}: {self.registry} answered HTTP {status}{detail}{hint}"
         if status == 401:
             return RegistryUnauthorizedError(message, status, codes)
@@ -818,20 +546,6 @@ class RegistryClient:
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _tls_settings(insecure: bool, ca_bundle: Optional[str]) -> Dict[str, Any]:
-    if insecure:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return {"ssl_context": context, "cert_reqs": "CERT_NONE"}
-    if ca_bundle and not _URLLIB3_2:
-        # urllib3 1.26 checks host names itself (IP addresses too) only in a context it made.
-        return {"ca_certs": ca_bundle, "cert_reqs": "CERT_REQUIRED"}
-    if ca_bundle:
-        return {"ssl_context": ssl.create_default_context(cafile=ca_bundle)}
-    return {}
 
 
 # Every API method builds its scopes through one of these, so every repository name
@@ -863,19 +577,6 @@ def _check_manifest_reference(reference: str) -> None:
         validate_tag(reference)
 
 
-def _discard(resp: Any) -> None:
-    """Done with a response: drain a short rest so the connection is reused, or close it."""
-    remaining = getattr(resp, "length_remaining", None)
-    try:
-        if remaining is None or remaining <= DRAIN_LIMIT:
-            resp.drain_conn()
-        else:
-            resp.close()  # e.g. a stream closed early: don't download the rest of a big blob
-    except Exception:  # a broken connection is simply not reused
-        pass
-    resp.release_conn()
-
-
 def _count_mismatch_or_raise(error: ContentMismatchError, mismatches: int) -> int:
     """One more read whose bytes did not match their digest: raises it once
     CONTENT_MISMATCH_RETRIES reads again have been spent, else warns and counts it."""
@@ -884,43 +585,6 @@ def _count_mismatch_or_raise(error: ContentMismatchError, mismatches: int) -> in
         raise error
     logger.warning("%s; reading it again", error)
     return mismatches
-
-
-def _read_all(resp: Any) -> bytes:
-    try:
-        return resp.read()
-    finally:
-        resp.release_conn()
-
-
-def _read_error_body(resp: Any) -> bytes:
-    try:
-        return resp.read(64 << 10) or b""
-    except Exception:
-        return b""
-    finally:
-        _discard(resp)
-
-
-def _error_codes(body: bytes) -> List[str]:
-    try:
-        errors = json.loads(body.decode("utf-8")).get("errors") or []
-        return [str(e.get("code")) for e in errors if isinstance(e, dict) and e.get("code")]
-    except (ValueError, AttributeError, UnicodeDecodeError):
-        return []
-
-
-def _error_summary(body: bytes, prefix: str = "") -> str:
-    """ "CODE: message; CODE: message" from an OCI error body (never its `detail`), or a short text."""
-    if not body:
-        return ""
-    try:
-        errors = json.loads(body.decode("utf-8")).get("errors") or []
-        parts = [f"{e.get('code')}: {e.get('message')}" for e in errors if isinstance(e, dict)]
-        text = "; ".join(parts)
-    except (ValueError, AttributeError, UnicodeDecodeError):
-        text = body[:200].decode("utf-8", "replace").strip().splitlines()[0] if body.strip() else ""
-    return f"{prefix}({text[:300]})" if text else ""
 
 
 def _media_type_of(content_type: Optional[str], data: bytes) -> str:
@@ -934,11 +598,6 @@ def _media_type_of(content_type: Optional[str], data: bytes) -> str:
     except (ValueError, AttributeError, UnicodeDecodeError):
         pass
     return value or "application/octet-stream"
-
-
-def _content_length(resp: Any) -> Optional[int]:
-    value = resp.headers.get("Content-Length")
-    return int(value) if value is not None and value.isdigit() else None
 
 
 def _parse_content_range(value: str) -> Tuple[Optional[int], Optional[int], Optional[int]]:
@@ -988,16 +647,6 @@ def _add_query(url: str, key: str, value: str) -> str:
     return f"{url}{separator}{key}={quote(value, safe=':')}"
 
 
-def _safe_url(url: str) -> str:
-    """scheme://host/path, without the query (signed URLs carry credentials there)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}{parts.path}"
-
-
-def _default_port(scheme: str) -> int:
-    return 443 if scheme == "https" else 80
-
-
 def _seconds_from_environment(name: str, default: float) -> float:
     value = os.environ.get(name, "").strip()
     if not value:
@@ -1010,20 +659,3 @@ def _seconds_from_environment(name: str, default: float) -> float:
     return seconds if seconds > 0 else default
 
 
-def _connection_refused(error: BaseException) -> bool:
-    """True when the TCP connection was refused (urllib3 keeps the OSError as the cause)."""
-    seen: Set[int] = set()
-    current: Optional[BaseException] = error
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ConnectionRefusedError):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
-
-
-def _reason(error: BaseException) -> str:
-    """A short reason for a urllib3/OS error (urllib3 nests the cause)."""
-    reason = getattr(error, "reason", None) or error
-    text = str(reason) or type(reason).__name__
-    return text[:300]
