@@ -61,6 +61,16 @@ RULES: Tuple[Rule, ...] = (
         "the store tiers and the completeness rule are the bottom of the serving stack",
     ),
     Rule(
+        "oci_cache.store.lru_index",
+        ("oci_cache.store.local_store", "oci_cache.store.action_journal", "oci_cache.store.durable_files"),
+        "the LRU index is memory only, under the store writer: no files, no journal",
+    ),
+    Rule(
+        "oci_cache.store.action_journal",
+        ("oci_cache.store.local_store", "oci_cache.store.lru_index"),
+        "the action journal sits under the store writer and knows nothing of its index",
+    ),
+    Rule(
         "oci_cache.daemon",
         ("oci_cache.server", "oci_cache.cache_image", "oci_cache.cli"),
         "the client side of the daemon (launch, control calls) runs in Pants' process: no server code",
@@ -153,6 +163,8 @@ def test_the_checker_reports_each_kind_of_forbidden_import(tmp_path: Path) -> No
     _write(tmp_path, "oci_cache.cache_image.exporting.exporter", "from oci_cache.cli.progress import Progress\n")
     _write(tmp_path, "oci_cache.sizes", "import pants_oci_cache.summary\n")
     _write(tmp_path, "oci_cache.oci.transport.retries", "from oci_cache.oci.target import Manifest\n")
+    _write(tmp_path, "oci_cache.store.lru_index", "from oci_cache.store.durable_files import unlink_quietly\n")
+    _write(tmp_path, "oci_cache.store.action_journal", "from oci_cache.store import local_store\n")
 
     reported = {(v.module, v.rule.importer) for v in find_violations(tmp_path)}
 
@@ -165,6 +177,8 @@ def test_the_checker_reports_each_kind_of_forbidden_import(tmp_path: Path) -> No
         ("oci_cache.cache_image.exporting.exporter", "oci_cache"),
         ("oci_cache.sizes", "oci_cache"),
         ("oci_cache.oci.transport.retries", "oci_cache.oci.transport"),
+        ("oci_cache.store.lru_index", "oci_cache.store.lru_index"),
+        ("oci_cache.store.action_journal", "oci_cache.store.action_journal"),
     }
 
 
@@ -174,4 +188,5 @@ def test_the_checker_allows_what_the_rules_allow(tmp_path: Path) -> None:
     _write(tmp_path, "oci_cache.server.daemon_runtime", "from oci_cache.store.metrics import StoreMetrics\n")
     _write(tmp_path, "pants_oci_cache.register", "from oci_cache.daemon.launcher import launch\n")
     _write(tmp_path, "oci_cache.oci.registry_client", "from oci_cache.oci.transport.stack import RegistryTransport\n")
+    _write(tmp_path, "oci_cache.store.local_store", "from oci_cache.store.lru_index import LruIndex\n")
     assert find_violations(tmp_path) == []

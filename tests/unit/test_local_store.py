@@ -17,7 +17,7 @@ from oci_cache.errors import (
     NotFoundError,
     ResourceExhaustedError,
 )
-from oci_cache.store import local_store as local_store_module
+from oci_cache.store import action_journal as action_journal_module
 from oci_cache.store.local_store import BLOCK_SIZE, LocalStore, disk_bytes
 
 MiB = 1 << 20
@@ -402,7 +402,7 @@ def test_a_wiped_store_starts_a_new_journal(open_store: Callable[..., LocalStore
 def test_a_large_journal_is_compacted_to_the_actions_the_store_holds(
     open_store: Callable[..., LocalStore], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(local_store_module, "JOURNAL_COMPACT_MIN_BYTES", 4096)
+    monkeypatch.setattr(action_journal_module, "JOURNAL_COMPACT_MIN_BYTES", 4096)
     journal_path = tmp_path / "store" / "journal" / "actions.log"
     kept, evicted, rewritten = (Digest.of(b"kept"), Digest.of(b"evicted"), Digest.of(b"rewritten"))
     store = open_store()

@@ -52,4 +52,9 @@ class Digest:
         return f"{self.hash}/{self.size_bytes}"
 
 
+def is_sha256_hex(text: str) -> bool:
+    """Whether `text` is a SHA-256 in the form digests use: 64 lowercase hex digits."""
+    return _SHA256_HEX.fullmatch(text) is not None
+
+
 EMPTY_DIGEST = Digest.of(b"")

@@ -16,6 +16,7 @@ from oci_cache.cache_image.loaded_image import LoadedImage
 from oci_cache.cache_image.exporting.exporter import UNCHANGED_MESSAGE, CacheExporter
 from oci_cache.cache_image.exporting.unchanged_export import LAST_USED_REFRESH_SECONDS, last_used_granularity
 from oci_cache.export_report import ExportTargetReport
+from oci_cache.store import action_journal as action_journal_module
 from oci_cache.store import local_store as local_store_module
 from oci_cache.store.local_store import LocalStore
 
@@ -127,7 +128,7 @@ def test_after_the_journal_is_compacted_the_next_export_has_nothing_new(
 ) -> None:
     """Compaction gives the journal a new id, so the next export reads every action the
     store holds again: already in the image, they publish nothing."""
-    monkeypatch.setattr(local_store_module, "JOURNAL_COMPACT_MIN_BYTES", 2048)
+    monkeypatch.setattr(action_journal_module, "JOURNAL_COMPACT_MIN_BYTES", 2048)
     entry = f"type=local,dest={tmp_path / 'layout'}"
     store = LocalStore(tmp_path / "store", 1 << 30)
     try:
