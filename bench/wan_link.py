@@ -202,6 +202,11 @@ class _Listener:
         return f"{self.host}:{self.port}"
 
     async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # The loop holds tasks only weakly: without this reference a connection's task can be
+        # collected mid-response (the client then sees the body cut short).
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.append(task)
         try:
             if not await self.admit(reader, writer):
                 return
@@ -213,6 +218,8 @@ class _Listener:
             pass
         finally:
             writer.close()
+            if task in self._tasks:
+                self._tasks.remove(task)
 
     async def admit(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Whether this connection crosses the link (False: it was answered off the link)."""
