@@ -42,7 +42,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Awaitable, Callable, Dict, Optional, Set, Tuple
 
 _CHUNK = 64 * 1024
 _MAX_HEAD = 64 * 1024
@@ -195,7 +195,7 @@ class _Listener:
         self._server = link.run(asyncio.start_server(self._accepted, host, port, limit=_MAX_HEAD * 2))
         sock = self._server.sockets[0]  # type: ignore[attr-defined]
         self.host, self.port = sock.getsockname()[:2]
-        self._tasks: List["asyncio.Task[None]"] = []
+        self._tasks: Set["asyncio.Task[Any]"] = set()
 
     @property
     def address(self) -> str:
@@ -206,7 +206,7 @@ class _Listener:
         # collected mid-response (the client then sees the body cut short).
         task = asyncio.current_task()
         if task is not None:
-            self._tasks.append(task)
+            self._tasks.add(task)
         try:
             if not await self.admit(reader, writer):
                 return
@@ -218,8 +218,8 @@ class _Listener:
             pass
         finally:
             writer.close()
-            if task in self._tasks:
-                self._tasks.remove(task)
+            if task is not None:
+                self._tasks.discard(task)
 
     async def admit(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Whether this connection crosses the link (False: it was answered off the link)."""

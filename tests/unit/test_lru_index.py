@@ -35,7 +35,7 @@ def test_entries_load_in_order_of_last_use_so_the_oldest_is_evicted_first() -> N
     victims = index.insert(_entry(4), now=40.0)
     assert _numbers(victims) == [_blob(2)]
     assert not index.holds(_blob(2))
-    assert index.counts().evictions == 1
+    assert index.stats().evictions == 1
 
 
 def test_a_use_moves_an_entry_away_from_eviction() -> None:
@@ -52,7 +52,7 @@ def test_eviction_goes_down_to_the_low_watermark() -> None:
         assert index.insert(_entry(number), now=float(number)) == []
     victims = index.insert(_entry(4), now=4.0)
     assert _numbers(victims) == [_blob(0), _blob(1), _blob(2)]
-    assert index.counts().bytes_used == 2 * BLOCK_SIZE
+    assert index.stats().bytes_used == 2 * BLOCK_SIZE
 
 
 def test_a_pinned_entry_is_skipped_and_keeps_its_place() -> None:
@@ -71,14 +71,14 @@ def test_blobs_and_action_results_with_one_digest_are_separate_entries_in_one_bu
     index.insert(_entry(1, action=True), now=2.0)
     assert index.holds(_blob(1)) and index.holds(_blob(1), action=True)
     assert index.digests() == [_blob(1)] and index.digests(action=True) == [_blob(1)]
-    assert index.counts().bytes_used == 2 * BLOCK_SIZE
+    assert index.stats().bytes_used == 2 * BLOCK_SIZE
 
 
 def test_reinserting_an_entry_replaces_it_without_counting_it_twice() -> None:
     index = LruIndex(max_bytes=4 * BLOCK_SIZE, low_watermark_bytes=4 * BLOCK_SIZE)
     index.insert(_entry(1), now=1.0)
     index.insert(IndexEntry(_blob(1), False, 2 * BLOCK_SIZE, 0.0), now=2.0)
-    assert index.counts().bytes_used == 2 * BLOCK_SIZE
+    assert index.stats().bytes_used == 2 * BLOCK_SIZE
     assert index.last_used(_blob(1)) == 2.0
 
 

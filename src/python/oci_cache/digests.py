@@ -27,7 +27,7 @@ class Digest:
     @classmethod
     def parse(cls, hash_hex: str, size_bytes: int) -> "Digest":
         """Validates a digest received from a client; raises InvalidArgumentError."""
-        if not isinstance(hash_hex, str) or not _SHA256_HEX.fullmatch(hash_hex):
+        if not isinstance(hash_hex, str) or not is_sha256_hex(hash_hex):
             raise InvalidArgumentError(f"invalid SHA-256 hash {hash_hex[:80]!r}: want 64 lowercase hex digits")
         if not isinstance(size_bytes, int) or size_bytes < 0:
             raise InvalidArgumentError(f"invalid digest size {size_bytes!r}: want a non-negative integer")

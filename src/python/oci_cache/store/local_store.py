@@ -44,7 +44,6 @@ import logging
 import os
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Sequence, cast
 
@@ -58,7 +57,7 @@ from oci_cache.errors import (
 from oci_cache.store.action_journal import ActionJournal, ActionJournalEntry
 from oci_cache.store.durable_files import fsync, fsync_directory, unlink_quietly, write_all
 from oci_cache.store.interfaces import BlobReader
-from oci_cache.store.lru_index import BLOCK_SIZE, EntryKey, IndexEntry, LruIndex, disk_bytes
+from oci_cache.store.lru_index import BLOCK_SIZE, EntryKey, IndexEntry, LocalStoreStats, LruIndex, disk_bytes
 
 __all__ = ["BLOCK_SIZE", "ActionJournalEntry", "LocalBlobWriter", "LocalStore", "LocalStoreStats", "disk_bytes"]
 
@@ -66,15 +65,6 @@ logger = logging.getLogger(__name__)
 
 _SHARDS = [f"{i:02x}" for i in range(256)]
 _ACTION_NAME = re.compile(r"([0-9a-f]{64})-(\d+)")
-
-
-@dataclass(frozen=True)
-class LocalStoreStats:
-    blob_count: int
-    action_count: int
-    bytes_used: int
-    max_bytes: int
-    evictions: int
 
 
 class _FileBlobReader(io.FileIO):
@@ -206,9 +196,10 @@ class LocalStore:
             self._create_layout()
             self._clear_temp_files()
             self._load_index()
-            held_actions = self._index.digests(action=True)
             self._journal = ActionJournal(
-                self.root / "journal" / "actions.log", set(held_actions).__contains__, len(held_actions)
+                self.root / "journal" / "actions.log",
+                lambda digest: self._index.holds(digest, action=True),
+                self._index.stats().action_count,
             )
         except BaseException:
             os.close(self._lock_fd)
@@ -261,13 +252,13 @@ class LocalStore:
                         if entry is not None:
                             found.append(entry)
         self._index.load(found)
-        counts = self._index.counts()
+        stats = self._index.stats()
         logger.debug(
             "local store %s: %d blobs, %d action results, %d bytes",
             self.root,
-            counts.blob_count,
-            counts.action_count,
-            counts.bytes_used,
+            stats.blob_count,
+            stats.action_count,
+            stats.bytes_used,
         )
 
     def _entry_for_file(self, dir_entry: "os.DirEntry[str]", shard: str, is_action: bool) -> Optional[IndexEntry]:
@@ -293,8 +284,11 @@ class LocalStore:
     def _action_path(self, digest: Digest) -> str:
         return f"{self._ac_dir}/{digest.hash[:2]}/{digest.hash}-{digest.size_bytes}"
 
+    def _path(self, digest: Digest, *, action: bool) -> str:
+        return self._action_path(digest) if action else self._blob_path(digest)
+
     def _path_of(self, entry: IndexEntry) -> str:
-        return self._action_path(entry.digest) if entry.is_action else self._blob_path(entry.digest)
+        return self._path(entry.digest, action=entry.is_action)
 
     def _new_temp_path(self, digest: Digest) -> str:
         return f"{self._tmp_dir}/{digest.hash[:16]}.{next(self._temp_names)}"
@@ -410,14 +404,7 @@ class LocalStore:
         return self._index.last_used(digest, action=action)
 
     def stats(self) -> LocalStoreStats:
-        counts = self._index.counts()
-        return LocalStoreStats(
-            blob_count=counts.blob_count,
-            action_count=counts.action_count,
-            bytes_used=counts.bytes_used,
-            max_bytes=self.max_size_bytes,
-            evictions=counts.evictions,
-        )
+        return self._index.stats()
 
     def close(self) -> None:
         """Releases the directory lock (everything written is already durable)."""
@@ -446,9 +433,8 @@ class LocalStore:
         now = time.time()
         present, persist = self._index.mark_used(digest, action=action, now=now, persist_interval=self._touch_interval)
         if persist:
-            path = self._action_path(digest) if action else self._blob_path(digest)
             try:
-                os.utime(path, (now, now))
+                os.utime(self._path(digest, action=action), (now, now))
             except FileNotFoundError:
                 pass
         return present

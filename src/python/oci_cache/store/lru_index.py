@@ -52,10 +52,11 @@ class IndexEntry:
 
 
 @dataclass(frozen=True)
-class IndexCounts:
+class LocalStoreStats:
     blob_count: int
     action_count: int
     bytes_used: int
+    max_bytes: int
     evictions: int
 
 
@@ -142,9 +143,9 @@ class LruIndex:
             entry = self._table(action).get(digest)
             return None if entry is None else entry.last_used
 
-    def counts(self) -> IndexCounts:
+    def stats(self) -> LocalStoreStats:
         with self._lock:
-            return IndexCounts(len(self._blobs), len(self._actions), self._bytes_used, self._evictions)
+            return LocalStoreStats(len(self._blobs), len(self._actions), self._bytes_used, self.max_bytes, self._evictions)
 
     # ---- pins ------------------------------------------------------------------------
 
