@@ -6,7 +6,7 @@ import logging
 import os
 from pathlib import Path
 
-from oci_cache.server.auth_interceptor import read_token_file
+from oci_cache.server.token_file import read_token_file
 
 
 def test_a_token_file_open_to_others_is_used_with_a_warning(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]

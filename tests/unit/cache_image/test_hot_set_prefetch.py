@@ -107,6 +107,28 @@ def test_a_prefetch_reads_no_more_than_its_bound_and_the_action_results_first(ti
     assert not all(tier.local.contains(entry.digest) for entry in tier.image.index.iter_blobs())
 
 
+def test_spans_are_read_action_results_first_then_each_layer_front_to_back(
+    tier: Tier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: List[Tuple[str, int]] = []
+    target = tier.image.target
+    original = target.open_blob_stream
+
+    def recording(layer: object, offset: int = 0, length: object = None) -> object:
+        reads.append((str(layer), offset))
+        return original(layer, offset, length)
+
+    monkeypatch.setattr(target, "open_blob_stream", recording)
+    # One blob per span and one span at a time: the order of the reads is the plan's.
+    stats = HotSetPrefetch(tier.imports, tier.local, 1 << 30, threads=1, gap_bytes=0, max_span_bytes=1).run(tier.image)
+    assert stats.failures == 0 and stats.blobs == tier.image.index.blob_count
+    results = {action.result for action in tier.image.index.iter_actions()}
+    layers = [str(tier.image.layer_digest(n)) for n in range(len(tier.image.loaded.layers))]
+    entries = sorted(tier.image.index.iter_blobs(), key=lambda e: (e.layer, e.compressed_offset))
+    expected = [e for e in entries if e.digest in results] + [e for e in entries if e.digest not in results]
+    assert reads == [(layers[e.layer], e.compressed_offset) for e in expected]
+
+
 def test_a_lookup_of_a_blob_a_prefetch_has_claimed_waits_for_it_instead_of_reading_it_again(tier: Tier, tmp_path: Path) -> None:
     entry = max(tier.image.index.iter_blobs(), key=lambda e: e.digest.size_bytes)
     scratch = LocalStore(tmp_path / "scratch", 1 << 30)

@@ -90,7 +90,7 @@ class ServingStack:
         return self._export is not None
 
     def start(self) -> None:
-        """Called once the server listens: starts the background import (once)."""
+        """Starts the background import (once); `serve` calls it before the server listens."""
         if self._importer is not None and not self._started:
             self._started = True
             self._importer.start()

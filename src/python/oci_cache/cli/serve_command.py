@@ -33,10 +33,7 @@ from oci_cache.daemon.life_lock import try_lock
 from oci_cache.daemon_state import DaemonState, remove_daemon_state, write_daemon_state
 from oci_cache.errors import CacheError
 from oci_cache.secret_masking.names import check_secret_name
-from oci_cache.server.auth_interceptor import read_token_file
-from oci_cache.server.daemon_control import DaemonIdentity
-from oci_cache.server.daemon_runtime import DaemonRuntime
-from oci_cache.server.grpc_server import ServerOptions, build_server
+from oci_cache.server.token_file import read_token_file
 from oci_cache.sizes import parse_duration, parse_size
 
 if TYPE_CHECKING:
@@ -167,7 +164,7 @@ def _log_to_file(path: Path) -> None:
 
 
 def open_stack(config: ServeConfig) -> "ServingStack":
-    """The serving stack for `config`; its import starts once the server listens."""
+    """The serving stack for `config`; `serve` starts its import before the server listens."""
     from oci_cache.cache_image.serving_stack import open_serving_stack  # here: `serve --help` does not need it
 
     return open_serving_stack(
@@ -200,12 +197,20 @@ def serve(config: ServeConfig, open_stack: Callable[[ServeConfig], "ServingStack
             print(f"oci-cache serve: cannot open the store in {config.state_dir}: {error}", file=sys.stderr)
             return 1
         try:
+            # The import's round trips to the registry (the manifest, the config, the
+            # index) go on while this process loads gRPC and starts listening.
+            stack.start()
             return _serve_stack(config, stack, stop)
         finally:
             stack.close()
 
 
 def _serve_stack(config: ServeConfig, stack: "ServingStack", stop: threading.Event) -> int:
+    # Imported here, after the import has started: grpc takes a few hundred ms to load.
+    from oci_cache.server.daemon_control import DaemonIdentity
+    from oci_cache.server.daemon_runtime import DaemonRuntime
+    from oci_cache.server.grpc_server import ServerOptions, build_server
+
     identity = DaemonIdentity(
         state_dir=str(config.state_dir),
         version=__version__,
@@ -249,7 +254,6 @@ def _serve_stack(config: ServeConfig, stack: "ServingStack", stop: threading.Eve
         sys.stdout.write(f"listening on {address}\n")
         sys.stdout.flush()
         logger.info("serving on %s (state %s, pid %d, control %s)", address, config.state_dir, os.getpid(), control_url)
-        stack.start()
         reason = runtime.wait()
         logger.info("stopping (%s)", reason)
     finally:

@@ -73,6 +73,7 @@ from oci_cache.cache_image.importing.imported_images import ImportSet
 from oci_cache.cache_image.importing.importing_blob_store import ImportingBlobStore
 from oci_cache.cache_image.exporting.layer_packer import DEFAULT_MAX_LAYER_BYTES, BlobSourceResolver, LayerPacker
 from oci_cache.cache_image.loaded_image import LoadedImage, load_cache_image, manifest_reference
+from oci_cache.cache_image.exporting.pack_order import in_use_order
 from oci_cache.cache_image.exporting.pruning import PruneOutcome, prune_by_bytes, prune_by_duration
 from oci_cache.cache_image.exporting.result_equivalence import same_but_execution_metadata
 from oci_cache.cache_image.exporting.secret_commands import SecretCommandWithholding
@@ -589,7 +590,7 @@ class _EntryExport:
 
     def _pack_pending(self, plan: ImagePlan, collected: Collected) -> None:
         resolver = BlobSourceResolver(self.store, str(self.work))
-        skipped = self._pack(plan, plan.pending_blobs(), resolver, collected)
+        skipped = self._pack(plan, in_use_order(plan.pending_blobs(), collected.actions), resolver, collected)
         if skipped:
             self._drop_blobs_and_dependents(plan, skipped, collected)
 
@@ -642,7 +643,7 @@ class _EntryExport:
                     rewrite.append(digest)
         if lost:
             self._drop_blobs_and_dependents(plan, lost, collected)
-        skipped = self._pack(plan, sorted(rewrite), resolver, collected)
+        skipped = self._pack(plan, in_use_order(rewrite, collected.actions), resolver, collected)
         if skipped:
             self._drop_blobs_and_dependents(plan, skipped, collected)
         logger.info("export to %s: rewrote %d layer(s) (%d blobs)", self.entry.to_text(), len(chosen), len(rewrite))

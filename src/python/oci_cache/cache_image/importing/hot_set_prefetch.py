@@ -13,7 +13,11 @@ the local tier, in the background:
 until `max_bytes` of compressed ranges have been read. Wanted entries of one layer
 that lie close together (gaps up to `gap_bytes`) are read as one Range request of at
 most `max_span_bytes`, several spans at a time (`threads`), so the import's cost is
-bandwidth, not round trips. Each span is streamed: every blob is cut out of it, verified
+bandwidth, not round trips. The spans are read in the order the build will want their
+blobs: those that hold ActionResults first, then each layer front to back, because the
+exporter writes a layer in the order its run used the blobs (exporting/pack_order.py).
+A few small spans in flight at a time, rather than the whole hot set at once, let the
+first blobs arrive first. Each span is streamed: every blob is cut out of it, verified
 by its own digest and stored as soon as its bytes have arrived (the same checks as a lazy
 fetch: imported_images.py); a blob that fails is left to the lazy path. Blobs already
 local are skipped.
@@ -32,7 +36,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, List, Optional, Sequence, Set
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set
 
 from oci_cache.cache_image.importing.imported_images import ImportedImage, ImportSet
 from oci_cache.digests import EMPTY_DIGEST, Digest
@@ -47,11 +51,17 @@ DEFAULT_PREFETCH_BYTES = 256 << 20
 PREFETCH_BYTES_VARIABLE = "OCI_CACHE_PREFETCH_BYTES"
 """Overrides DEFAULT_PREFETCH_BYTES in the daemon's environment (bytes; 0 turns prefetch off)."""
 GAP_BYTES = 256 << 10
-MAX_SPAN_BYTES = 8 << 20
+MAX_SPAN_BYTES = 2 << 20
+"""Small enough that the spans in flight (PREFETCH_THREADS of them) cover little more
+than what the build wants next, large enough that request round trips are a small
+part of a span's time at tens of MB/s."""
+MAX_PREFETCHED_BLOB_BYTES = 64 << 20
+"""A bigger blob is left to the lazy read."""
 MAX_REQUESTS = 512
 """Spans read at most (the most urgent first): a huge, scattered hot set is bounded in
 round trips too, the rest is left to lazy reads."""
-PREFETCH_THREADS = 8
+PREFETCH_THREADS = 4
+"""Spans read at once: enough to keep a link busy while each new request waits a round trip."""
 
 
 def prefetch_bytes_bound(local_store_bytes: Optional[int]) -> int:
@@ -104,6 +114,11 @@ def plan_spans(entries: Iterable[BlobEntry], gap_bytes: int = GAP_BYTES, max_spa
         current = Span(entry.layer, start, end, [entry])
         spans.append(current)
     return spans
+
+
+def _result_digests(image: ImportedImage) -> Dict[Digest, None]:
+    """The image's ActionResult blobs (not the empty one), in index order."""
+    return {action.result: None for action in image.index.iter_actions() if action.result != EMPTY_DIGEST}
 
 
 @dataclass
@@ -167,13 +182,10 @@ class HotSetPrefetch:
         """The entries to prefetch, in priority order, within the byte bound."""
         index = image.index
         results: List[BlobEntry] = []
-        result_digests: Set[Digest] = set()
-        for action in index.iter_actions():
-            if action.result in result_digests or action.result == EMPTY_DIGEST:
-                continue
-            entry = image.find_blob(action.result)
+        result_digests = _result_digests(image)
+        for digest in result_digests:
+            entry = image.find_blob(digest)
             if entry is not None:
-                result_digests.add(action.result)
                 results.append(entry)
         others = [
             entry
@@ -185,7 +197,7 @@ class HotSetPrefetch:
         budget = self.max_bytes
         store_bytes = getattr(self.store, "max_size_bytes", None)
         for entry in results + others:
-            if entry.compressed_length > min(budget, self.max_span_bytes * 8):
+            if entry.compressed_length > min(budget, MAX_PREFETCHED_BLOB_BYTES):
                 continue
             if isinstance(store_bytes, int) and entry.digest.size_bytes > store_bytes // 4:
                 continue  # (an entry may claim any size: never trusted, left to the lazy read's checks)
@@ -208,7 +220,7 @@ class HotSetPrefetch:
         claimed = set(self.imports.claim_fetches([entry.digest for entry in chosen]))
         wanted = [entry for entry in chosen if entry.digest in claimed]
         # Spans in the order of their most urgent entry: `chosen` lists the ActionResults first.
-        spans = self._spans_in_priority_order(wanted, chosen)
+        spans = self._spans_in_priority_order(image, wanted)
         kept: List[Span] = []
         total = 0
         for span in spans:  # the bound counts every byte read, the gaps in spans too
@@ -254,10 +266,13 @@ class HotSetPrefetch:
         )
         return stats
 
-    def _spans_in_priority_order(self, wanted: Sequence[BlobEntry], chosen: Sequence[BlobEntry]) -> List[Span]:
-        priority = {entry.digest: position for position, entry in enumerate(chosen)}
+    def _spans_in_priority_order(self, image: ImportedImage, wanted: Sequence[BlobEntry]) -> List[Span]:
+        """Spans that hold an ActionResult first, then in layer order, each layer front
+        to back: the exporter writes a layer in the order a build wants its blobs
+        (exporting/pack_order.py), ActionResults first."""
+        results = _result_digests(image)
         spans = plan_spans(wanted, self.gap_bytes, self.max_span_bytes)
-        spans.sort(key=lambda span: min(priority[entry.digest] for entry in span.entries))
+        spans.sort(key=lambda span: (not any(e.digest in results for e in span.entries), span.layer, span.start))
         return spans
 
     def _fetch_span(
