@@ -63,7 +63,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from wan_link import LinkCounts, RegistryFront, TcpRelay, WanLink  # noqa: E402
@@ -721,6 +721,15 @@ def format_report(
         by_wall = ratio(a.median("seconds"), b.median("seconds"))
         judged = f"{verdict(by_goal, target)} / {verdict(by_net, target)}" if target is not None else ""
         lines.append(f"{label:<38} {by_goal:>8} {by_net:>8} {by_wall:>8} {('<= ' + format(target, 'g')) if target else '-':>8}  {judged}")
+    if fetched:
+        # What no cache can beat on this link: the bytes a fresh machine must bring across
+        # at the link's rate, and never less than the warm local build itself.
+        transfer = statistics.median(fetched) * 8 / (mbit * 1e6)
+        floor = max(transfer, local.median("goal"))
+        lines.append(
+            f"{'plugin / link floor':<38} {ratio(plugin.median('goal'), floor):>8} {'':>8} {'':>8} {'-':>8}  "
+            f"(floor {floor:.2f} s = max(local build s, {mib(statistics.median(fetched))} down at {mbit:g} Mbit/s = {transfer:.2f} s))"
+        )
     lines += [
         f"{'races lost (median), plugin vs BuildGrid':<38} {lost_plugin:>4g} vs {lost_peer:<4g} {'':>8} {'<= peer':>8}  {'PASS' if lost_plugin <= lost_peer else 'FAIL'}",
         f"{'plugin cache timeouts (worst run)':<38} {timeouts:>8} {'':>8} {'':>8} {'0':>8}  {'PASS' if timeouts == 0 else 'FAIL'}",

@@ -6,19 +6,21 @@
 `open_serving_stack` is the only place where these decorators are stacked. With
 neither cache-from nor cache-to entries the stack is the local store behind the
 completeness check. The daemon runtime (server/daemon_runtime.py) takes the stack
-whole: `blobs` and `action_cache` for the gRPC services, `start()` once the server
-listens, `export()` for the Control service and the export at shutdown, `status()`
-for GetStatus, and `close()` when it stops.
+whole: `blobs` and `action_cache` for the gRPC services, `export()` for the Control
+service and the export at shutdown, `status()` for GetStatus, and `close()` when it
+stops; `serve` calls `start()` before the server listens.
 
-The import runs in the background (the server listens at once; lookups wait for it
-briefly, then miss) and re-checks the refs every minute. The exporter (layer packing,
-compression codecs, the registry client) is imported on the first export, not at
-start: a daemon launched by a Pants run is on that run's critical path until it
-listens.
+The import runs in the background (started while the server is still starting;
+lookups wait for it briefly, then miss) and re-checks the refs every minute. The
+exporter (layer packing, compression codecs, the registry client) is made in the
+background at `start()`, which also opens its registry connections (set-up, ping)
+so that the end-of-run export pays about one round trip; nothing of it is on the
+path to listening, where a daemon launched by a Pants run holds that run up.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,8 @@ from oci_cache.store.local_store import LocalStore, LocalStoreStats
 
 if TYPE_CHECKING:
     from oci_cache.cache_image.exporting.exporter import CacheExporter
+
+logger = logging.getLogger(__name__)
 
 EXPORT_DIRECTORY = "export"
 STORE_DIRECTORY = "store"
@@ -74,6 +78,7 @@ class ServingStack:
         export: Optional[Callable[[], ExportReport]] = None,
         pending_export_entries: Optional[Callable[[], int]] = None,
         close_first: Sequence[Callable[[], None]] = (),
+        connect_ahead: Optional[Callable[[], None]] = None,
     ) -> None:
         self.local = local
         self.blobs = blobs
@@ -82,6 +87,7 @@ class ServingStack:
         self._export = export
         self._pending_export_entries = pending_export_entries
         self._close_first = list(close_first)
+        self._connect_ahead = connect_ahead
         self._started = False
 
     @property
@@ -90,10 +96,15 @@ class ServingStack:
         return self._export is not None
 
     def start(self) -> None:
-        """Starts the background import (once); `serve` calls it before the server listens."""
-        if self._importer is not None and not self._started:
-            self._started = True
+        """Starts the background import and opens the export's registry connections
+        (once); `serve` calls it before the server listens."""
+        if self._started:
+            return
+        self._started = True
+        if self._importer is not None:
             self._importer.start()
+        if self._connect_ahead is not None:  # the export's registry connections, meanwhile
+            threading.Thread(target=self._connect_ahead, name="export-connect", daemon=True).start()
 
     def export(self) -> ExportReport:
         """Exports to every cache-to entry now (only when `can_export`)."""
@@ -177,6 +188,7 @@ def open_serving_stack(
         export=exporter.export if cache_to else None,
         pending_export_entries=pending if cache_to else None,
         close_first=(prefetch.close, exporter.close, blobs.close),
+        connect_ahead=exporter.connect if cache_to else None,
     )
     if start_import:
         stack.start()
@@ -220,6 +232,17 @@ class _LazyExporter:
             if not self._made:
                 self._made.append(self._make())
         return self._made[0].export(self._cache_to)
+
+    def connect(self) -> None:
+        """Makes the exporter and opens its targets' connections (CacheExporter.connect);
+        a failure is left for the export to report."""
+        try:
+            with self._lock:
+                if not self._made:
+                    self._made.append(self._make())
+            self._made[0].connect(self._cache_to)
+        except Exception as error:  # noqa: BLE001 - runs in a thread of its own
+            logger.debug("the export's targets were not opened ahead: %s", error)
 
     def close(self) -> None:
         with self._lock:

@@ -94,6 +94,9 @@ class OciLayoutTarget:
     def __repr__(self) -> str:
         return f"OciLayoutTarget({str(self.path)!r}, tag={self._tag!r})"
 
+    def connect(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

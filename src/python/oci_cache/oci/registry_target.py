@@ -64,6 +64,9 @@ class RegistryTarget:
     def delete_manifest(self, digest: str) -> bool:
         return self.client.delete_manifest(self.repository, digest)
 
+    def connect(self) -> None:
+        self.client.base_url()
+
     def close(self) -> None:
         if self._owns_client:
             self.client.close()

@@ -128,6 +128,12 @@ class ImageTarget(Protocol):
         """Best effort: True if deleted, False if absent or the target refuses."""
         ...
 
+    def connect(self) -> None:
+        """Does now what the first request would do anyway, so that a later one does not
+        wait for it: a registry opens a connection and learns its scheme and auth
+        challenge; a layout does nothing. Raises as a request would."""
+        ...
+
     def close(self) -> None:
         """Releases connections or locks; the target is unusable afterwards."""
         ...

@@ -224,6 +224,25 @@ class CacheExporter:
                 logger.log(level, "export to %s failed: %s", text, message)
                 return ExportTargetReport(entry=text, ok=False, message=message, ignored_error=entry.ignore_error)
 
+    def connect(self, entries: Sequence[CacheTo]) -> None:
+        """Opens the targets of `entries` now and keeps them for the exports: across a
+        wide-area link, the first export then does not pay a connection set-up and a
+        ping at the end of the run. Never raises (a failure is the export's to report)."""
+        for entry in entries:
+            text = entry.to_text()
+            with self._lock:
+                target = self._targets.get(text)
+                if target is None:
+                    try:
+                        target = self._targets[text] = self._open_target(entry)
+                    except Exception as error:  # noqa: BLE001 - the export reports it
+                        logger.debug("export to %s: not opened ahead: %s", text, error)
+                        continue
+            try:
+                target.connect()
+            except Exception as error:  # noqa: BLE001 - the export reports it
+                logger.debug("export to %s: no connection ahead: %s", text, error)
+
     def close(self) -> None:
         """Closes the targets kept between exports."""
         with self._lock:
