@@ -187,6 +187,9 @@ backend_packages.add = ["pants_oci_cache"]
 cache_from = ["$CACHE_REF"]
 cache_to = ["$CACHE_REF"]
 python = "$REPO_ROOT/.venv/bin/python"
+# The most that recording for `oci-cache explain` costs: input trees listed too (auto would
+# list them only for a mode=max cache_to).
+explain_input_trees = "on"
 TOML
 
 # --- Pants runs -------------------------------------------------------------------------
@@ -235,7 +238,7 @@ served() {
 plugin_args() { # STATE_DIR: the plugin's configuration for one run, in PLUGIN_ARGS
   STATE_DIRS+=("$1")
   PLUGIN_ARGS=("--pants-config-files=+['$BUILDROOT/oci-cache.toml']" "--oci-cache-state-dir=$1"
-    --remote-cache-read --remote-cache-write)
+    --remote-cache-read --remote-cache-write "--log-levels-by-target={'pants_oci_cache.end_of_run': 'debug'}")
 }
 # daemon_ready STATE_DIR: seconds from the start of the last run to the daemon's "serving on".
 daemon_ready() {
@@ -243,6 +246,11 @@ daemon_ready() {
   stamp="$(sed -n 's/^\([0-9-]* [0-9:]*\),\([0-9]*\) INFO .*serving on .*/\1.\2/p' "$1"/*/daemon.log | head -n 1)"
   [[ -n "$stamp" ]] && minus "$(date -d "$stamp" +%s.%N)" "$RUN_START" || echo "n/a"
 }
+# recording_seconds LOG: what recording for `oci-cache explain` cost that run (the
+# plugin's debug line: descriptions, input trees, the misses' causes).
+recording_seconds() { sed -n 's/^.*recording for `oci-cache explain` took \([0-9.]*\)s.*/\1/p' "$1" | tail -n 1; }
+# share PART WHOLE: PART as a percentage of WHOLE.
+share() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b <= 0) print "n/a"; else printf "%.2f%%", 100 * a / b }'; }
 # export_seconds LOG: the export time in the plugin's summary line of that run.
 export_seconds() { sed -n 's/^.*oci-cache: .* in \([0-9.]*\)s$/\1/p' "$1" | tail -n 1; }
 BUILDGRID_ARGS=(--remote-store-address="grpc://127.0.0.1:$BG_PORT" --remote-cache-read --remote-cache-write)
@@ -265,7 +273,7 @@ cacheable="$(counter buildgrid-cold remote_cache_requests)"
 grep -q 'oci-cache: .*exported' "$WORK/plugin-cold.log" \
   || { log "the plugin's cold run printed no export summary (see $WORK/plugin-cold.log)"; exit 1; }
 
-STARTUP=() WARM_LOCAL=() WARM_BUILDGRID=() WARM_PLUGIN=() FRESH_PLUGIN=() READY=() EXPORT=() FRESH_EXPORT=()
+STARTUP=() WARM_LOCAL=() WARM_BUILDGRID=() WARM_PLUGIN=() FRESH_PLUGIN=() READY=() EXPORT=() FRESH_EXPORT=() RECORDING=()
 for ((i = 1; i <= RUNS; i++)); do
   log "round $i of $RUNS: start-up, local, buildgrid, plugin (daemon running), plugin (fresh machine) ..."
   pants_run "startup-$i" --version
@@ -284,6 +292,7 @@ for ((i = 1; i <= RUNS; i++)); do
   WARM_PLUGIN+=("$ELAPSED")
   served "plugin-warm-$i" remote
   EXPORT+=("$(export_seconds "$WORK/plugin-warm-$i.log")")
+  RECORDING+=("$(recording_seconds "$WORK/plugin-warm-$i.log")")
   stop_daemons "$WORK/plugin-warm-$i/state"
   # (a2): the first run on a fresh machine: it launches the daemon itself.
   plugin_args "$WORK/plugin-fresh-$i/state"
@@ -331,6 +340,9 @@ row "(a2) plugin: fresh machine, registry" "$fresh_m" "$net_fresh" "${FRESH_PLUG
 echo "(a) end-of-run export (s): ${EXPORT[*]}"
 echo "(a2) daemon serving after (s from Pants start): ${READY[*]}; end-of-run export (s): ${FRESH_EXPORT[*]}"
 echo "cold runs (seeding, wall s): local $cold_local, buildgrid $cold_buildgrid, plugin $cold_plugin"
+cold_recording="$(recording_seconds "$WORK/plugin-cold.log")"
+warm_recording="$(median "${RECORDING[@]:-0}")"
+echo "recording for oci-cache explain (target <= 2% of the run net of start-up): cold run ${cold_recording:-n/a} s of $(minus "$cold_plugin" "$startup") s ($(share "$cold_recording" "$(minus "$cold_plugin" "$startup")")); (a) warm runs ${RECORDING[*]:-n/a} s, median of $net_plugin s ($(share "$warm_recording" "$net_plugin"))"
 echo "last (a) run: $summary"
 echo
 printf '%-24s %9s %9s %8s  %s\n' "ratio" "net" "wall" "target" "verdict: net of start-up / wall"

@@ -18,6 +18,7 @@ processes go to the daemon, which explains each miss; `oci-cache explain` shows 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Iterable, List, Optional
 
@@ -101,6 +102,8 @@ class EndOfRunCallback(WorkunitsCallback):
         self._export_on_finish = export_on_finish
         self._export_wait_limit = export_wait_limit
         self._descriptions = ProcessDescriptions()
+        self._describing_seconds = 0.0
+        """Time this callback spent on Pants' descriptions of the run's processes."""
 
     @property
     def can_finish_async(self) -> bool:
@@ -114,16 +117,31 @@ class EndOfRunCallback(WorkunitsCallback):
         finished: bool,
         context: Any,
     ) -> None:
+        began = time.monotonic()
         self._descriptions.add(completed_workunits)
+        self._describing_seconds += time.monotonic() - began
         if not finished:
             return
         try:
+            tree_seconds = 0.0
             if self._send_input_trees and self._descriptions.input_roots:
-                listed, kept, seconds = send_input_trees(
+                listed, kept, tree_seconds = send_input_trees(
                     self._start.handle.client(), context, self._descriptions.input_roots.values()
                 )
-                logger.debug("oci-cache: %d input trees listed (%d kept) in %.2fs", listed, kept, seconds)
+                logger.debug("oci-cache: %d input trees listed (%d kept) in %.2fs", listed, kept, tree_seconds)
+            began = time.monotonic()
             causes = misses_clause(self._start.handle.client(), self._descriptions)
+            causes_seconds = time.monotonic() - began
+            # What explaining the misses cost this run (bench/pants_bench.sh reads this line).
+            logger.debug(
+                "oci-cache: recording for `oci-cache explain` took %.4fs (descriptions %.4fs, input trees %.4fs, "
+                "descriptions sent and the misses' causes %.4fs; %d processes ran here)",
+                self._describing_seconds + tree_seconds + causes_seconds,
+                self._describing_seconds,
+                tree_seconds,
+                causes_seconds,
+                len(self._descriptions.by_process_key),
+            )
             line, ok = finish_run(self._start, self._export_on_finish.value, wait_limit=self._export_wait_limit)
             if causes and not causes.startswith("0 misses"):
                 line += f"; {causes} (`oci-cache explain`)"

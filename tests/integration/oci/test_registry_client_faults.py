@@ -34,13 +34,15 @@ def test_a_refused_loopback_registry_fails_fast_naming_both_schemes() -> None:
     port = free_port()
     client = client_for(f"127.0.0.1:{port}", retry=RetryPolicy())  # the default: 6 attempts
     started = time.monotonic()
+    digest = random_blob(1)[0]
     with pytest.raises(RegistryUnavailableError) as info:
-        client.blob_exists("x/y", random_blob(1)[0])
+        client.blob_exists("x/y", digest)  # the first request, in place of the ping
     elapsed = time.monotonic() - started
     assert elapsed < 1.5, f"{elapsed:.1f}s to give up on a refused connection"
+    path = f"/v2/x/y/blobs/{digest}"
     assert str(info.value) == (
         f"cannot reach 127.0.0.1:{port} over https or http "
-        f"(GET https://127.0.0.1:{port}/v2/ and GET http://127.0.0.1:{port}/v2/: connection refused)"
+        f"(HEAD https://127.0.0.1:{port}{path} and HEAD http://127.0.0.1:{port}{path}: connection refused)"
     )
     assert client.describe() == f"127.0.0.1:{port} (https or http)"
 

@@ -26,6 +26,7 @@ class Authorizer:
         if request.scopes is None:
             return self._inner.round_trip(request)
         unauthorized = 0
+        rejected = 0  # 401s to a request that carried a credential (the first one may carry none)
         while True:
             authorization = self._auth.authorization(request.scopes)
             resp = self._inner.round_trip(dataclasses.replace(request, authorization=authorization))
@@ -34,7 +35,8 @@ class Authorizer:
             challenge = resp.headers.get("WWW-Authenticate")
             discard(resp)
             unauthorized += 1
-            self._auth.handle_unauthorized(challenge, request.scopes, authorization, repeated=unauthorized > 1)
+            rejected += authorization is not None
+            self._auth.handle_unauthorized(challenge, request.scopes, authorization, repeated=rejected > 1)
             if unauthorized > 2:
                 raise RegistryUnauthorizedError(
                     f"{self._registry} keeps answering 401 for {request.method} {safe_url(request.url)}", 401

@@ -15,7 +15,7 @@ from oci_cache.oci.http_retry import RetryPolicy
 from oci_cache.oci.redirect_memory import RedirectMemory
 from oci_cache.oci.token_auth import RegistryAuth
 from oci_cache.oci.transport.authorization import Authorizer
-from oci_cache.oci.transport.ping import find_base_url
+from oci_cache.oci.transport.ping import find_base_url, first_answer
 from oci_cache.oci.transport.pools import PooledSender
 from oci_cache.oci.transport.redirects import RedirectFollower
 from oci_cache.oci.transport.request import Request
@@ -47,6 +47,7 @@ class RegistryTransport:
         self._api_host = api_host
         self._schemes = ("https", "http") if may_use_http else ("https",)
         self._base: Optional[str] = None
+        self._trying: Optional[str] = None
         self._base_lock = threading.Lock()
         self._sender = PooledSender(
             hostname, timeout, insecure=insecure, ca_bundle=ca_bundle, max_connections=max_connections
@@ -57,12 +58,17 @@ class RegistryTransport:
         self._authorizer = Authorizer(self.retrier, registry, self.auth)
 
     def round_trip(self, request: Request) -> Any:
-        if "://" not in request.url:
-            request = dataclasses.replace(request, url=self.base_url() + request.url)
-        return self._authorizer.round_trip(request)
+        if "://" in request.url:
+            return self._authorizer.round_trip(request)
+        if self._base is None and request.method in ("GET", "HEAD") and request.body is None:
+            with self._base_lock:
+                if self._base is None:
+                    return self._first_request(request)
+        return self._authorizer.round_trip(dataclasses.replace(request, url=self.base_url() + request.url))
 
     def base_url(self) -> str:
-        """ "https://host[:port]" (or http://), found by pinging /v2/ once."""
+        """ "https://host[:port]" (or http://), found by pinging /v2/ once (unless the
+        first request, a GET or HEAD, found it)."""
         if self._base is not None:
             return self._base
         with self._base_lock:
@@ -71,8 +77,34 @@ class RegistryTransport:
             return self._base
 
     def known_base_url(self) -> Optional[str]:
-        """The base URL if the ping has found it, else None (nothing is sent to find it)."""
-        return self._base
+        """The base URL once found (or the one being tried by the first request), else None
+        (nothing is sent to find it)."""
+        return self._base or self._trying
+
+    def _first_request(self, request: Request) -> Any:
+        """Sends the client's first request in place of the ping (one round trip fewer):
+        its scheme is the first that answers, and a 401 primes the authorization as the
+        ping's would (the Authorizer answers it). A 404 may mean that this is not a
+        registry at all: only then is the ping sent, to tell."""
+
+        def send(base: str) -> Any:
+            self._trying = base
+            return self._authorizer.round_trip(dataclasses.replace(request, url=base + request.url))
+
+        try:
+            base, resp = first_answer(
+                send, self._registry, self._api_host, self._schemes, f"{request.method} {request.url}"
+            )
+        finally:
+            self._trying = None
+        if resp.status == 404:
+            try:  # raises RegistryError when /v2/ is not there either
+                base = find_base_url(self.retrier, self._registry, self._api_host, self._schemes, self.auth)
+            except BaseException:
+                discard(resp)
+                raise
+        self._base = base
+        return resp
 
     def close(self) -> None:
         self._sender.close()
