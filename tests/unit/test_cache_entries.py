@@ -180,6 +180,22 @@ def test_cache_from_accepts_and_reports_export_only_keys() -> None:
     assert entry.to_text() == f"type=registry,ref={REF}"
 
 
+@pytest.mark.parametrize("size, value", [("64MiB", 64 << 20), ("0", 0), ("1GB", 10**9)])
+def test_a_cache_from_prefetch_bound_is_a_size_and_round_trips(size: str, value: int) -> None:
+    entry = parse_cache_from(f"type=registry,ref={REF},prefetch={size}")
+    assert entry.prefetch_bytes == value
+    assert parse_cache_from(entry.to_text()) == entry
+    assert parse_cache_from(f"type=registry,ref={REF}").prefetch_bytes is None
+
+
+def test_a_bad_prefetch_bound_is_refused_and_cache_to_checks_then_ignores_the_key() -> None:
+    assert "prefetch must be a size such as 256MiB, or 0 for no prefetch" in _error(
+        parse_cache_from, f"type=registry,ref={REF},prefetch=lots"
+    )
+    assert "prefetch must be a size" in _error(parse_cache_to, f"type=registry,ref={REF},prefetch=-1")
+    assert parse_cache_to(f"type=registry,ref={REF},prefetch=8MiB") == parse_cache_to(f"type=registry,ref={REF}")
+
+
 def test_cache_from_may_pin_a_digest_and_be_insecure() -> None:
     ref = "localhost:5000/cache@sha256:" + "b" * 64
     entry = parse_cache_from(f"type=registry,ref={ref},insecure=true")

@@ -22,6 +22,9 @@ case-insensitive; a bare reference with no `=` is shorthand for
     secret-env         names (or patterns) of environment variables whose values are
                        secrets, beyond those whose names look secret, separated by `;`
                        (e.g. DATABASE_URL;*_DSN; default none; mode=max records mask them)
+    prefetch           cache-from: compressed bytes of the image's hot set read right after
+                       the import, e.g. 64MiB; 0 for none (default 256 MiB, at most a quarter
+                       of the local store)
 
 Booleans are true/false or 1/0. Unknown and repeated keys are errors, and so is a
 key that does not fit the entry (`dest` on a registry entry, `src` on cache-to).
@@ -30,7 +33,8 @@ On cache-from, the export-only keys (mode, compression, compression-level,
 force-compression, oci-mediatypes, image-manifest, ignore-error, keep-duration,
 keep-bytes, secret-env) are accepted and ignored, as BuildKit does — so one string can serve
 as both cache_from and cache_to — but their values are still checked, and
-`CacheFrom.ignored_keys` names them so that the caller can say so.
+`CacheFrom.ignored_keys` names them so that the caller can say so. Likewise `prefetch`,
+an import key, is checked and ignored on cache-to.
 
 Credentials never belong in an entry: a reference with user info (`user:pw@host`)
 is rejected, and error messages show the entry with any user info masked.
@@ -69,8 +73,8 @@ _EXPORT_ONLY_KEYS = (
     "keep-bytes",
     "secret-env",
 )
-_CACHE_TO_KEYS = ("type", "ref", "dest", "tag", "insecure") + _EXPORT_ONLY_KEYS
-_CACHE_FROM_KEYS = ("type", "ref", "src", "tag", "insecure") + _EXPORT_ONLY_KEYS
+_CACHE_TO_KEYS = ("type", "ref", "dest", "tag", "insecure", "prefetch") + _EXPORT_ONLY_KEYS
+_CACHE_FROM_KEYS = ("type", "ref", "src", "tag", "insecure", "prefetch") + _EXPORT_ONLY_KEYS
 
 _DIGEST_SUFFIX = re.compile(r"@sha256:[0-9a-f]{64}$")
 _USER_INFO = re.compile(r"(^|[=,\"\s])((?:[a-zA-Z][a-zA-Z0-9+.-]*://)?)[^=,\"/@\s]*@(?!sha256:)")
@@ -148,6 +152,9 @@ class CacheFrom:
     src: Optional[str] = None
     tag: Optional[str] = None
     insecure: bool = False
+    prefetch_bytes: Optional[int] = None
+    """`prefetch=SIZE`: compressed bytes the hot-set prefetch reads at most after the
+    import (0: none); None: the daemon's default (hot_set_prefetch.py)."""
     ignored_keys: Tuple[str, ...] = field(default=(), compare=False)
     """Export-only keys that were given, checked, and ignored."""
 
@@ -160,6 +167,8 @@ class CacheFrom:
         fields = _location_fields(self.type, self.ref, "src", self.src, self.tag)
         if self.insecure:
             fields.append(("insecure", "true"))
+        if self.prefetch_bytes is not None:
+            fields.append(("prefetch", _size_text(self.prefetch_bytes)))
         return _join_fields(fields)
 
     def __str__(self) -> str:
@@ -171,6 +180,7 @@ def parse_cache_to(text: str) -> CacheTo:
     fields = _Fields("cache-to", text, _CACHE_TO_KEYS)
     entry_type = fields.entry_type()
     options = _export_options(fields)
+    _prefetch(fields)  # an import key: checked, then ignored
     insecure = fields.boolean("insecure", False)
     ref, dest, tag = fields.location(entry_type, "dest", "src")
     if ref is not None and _parse_reference(fields, ref).digest:
@@ -199,7 +209,19 @@ def parse_cache_from(text: str) -> CacheFrom:
     if insecure and entry_type != TYPE_REGISTRY:
         raise fields.error("insecure applies to type=registry only")
     ignored = tuple(key for key in _EXPORT_ONLY_KEYS if key in fields.values)
-    return CacheFrom(type=entry_type, ref=ref, src=src, tag=tag, insecure=insecure, ignored_keys=ignored)
+    return CacheFrom(
+        type=entry_type, ref=ref, src=src, tag=tag, insecure=insecure, prefetch_bytes=_prefetch(fields), ignored_keys=ignored
+    )
+
+
+def _prefetch(fields: _Fields) -> Optional[int]:
+    text = fields.get("prefetch")
+    if text is None:
+        return None
+    try:
+        return int(parse_size(text))
+    except ValueError:
+        raise fields.error(f"prefetch must be a size such as 256MiB, or 0 for no prefetch (got {_quote(text)})") from None
 
 
 def redact(text: str) -> str:

@@ -129,6 +129,34 @@ def test_spans_are_read_action_results_first_then_each_layer_front_to_back(
     assert reads == [(layers[e.layer], e.compressed_offset) for e in expected]
 
 
+def test_the_entrys_prefetch_bound_replaces_the_default_and_zero_turns_the_prefetch_off(
+    tier: Tier, layout: Tuple[Path, List[RecordedAction]]
+) -> None:
+    image = tier.image
+    prefetch = HotSetPrefetch(tier.imports, tier.local, 1 << 30)
+    assert prefetch.bound(image) == 1 << 30
+    image.prefetch_bytes = 0
+    assert prefetch.bound(image) == 0
+    prefetch.image_installed(image)  # nothing starts
+    time.sleep(0.2)
+    assert tier.imports.counters.snapshot().bytes_fetched == 0
+    results = {action.result for action in image.index.iter_actions()}
+    image.prefetch_bytes = sum(image.find_blob(d).compressed_length for d in results) + 2000  # type: ignore[union-attr]
+    stats = HotSetPrefetch(tier.imports, tier.local, 1 << 30, gap_bytes=0).run(image)
+    assert 0 < stats.fetched_bytes <= image.prefetch_bytes
+    assert not all(tier.local.contains(entry.digest) for entry in image.index.iter_blobs())
+    image.prefetch_bytes = 1 << 40
+    assert prefetch.bound(image) == tier.local.max_size_bytes // 4  # never over a quarter of the store
+
+
+def test_the_importer_hands_the_entrys_prefetch_bound_to_the_image(layout: Tuple[Path, List[RecordedAction]]) -> None:
+    imports = ImportSet(expected=1)
+    importer = CacheImporter([parse_cache_from(f"type=local,src={layout[0]},prefetch=1MiB")], imports, refresh_seconds=0)
+    importer.import_all()
+    assert imports.images()[0].prefetch_bytes == 1 << 20
+    importer.close()
+
+
 def test_a_lookup_of_a_blob_a_prefetch_has_claimed_waits_for_it_instead_of_reading_it_again(tier: Tier, tmp_path: Path) -> None:
     entry = max(tier.image.index.iter_blobs(), key=lambda e: e.digest.size_bytes)
     scratch = LocalStore(tmp_path / "scratch", 1 << 30)

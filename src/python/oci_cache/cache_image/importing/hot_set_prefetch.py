@@ -10,7 +10,8 @@ the local tier, in the background:
    one), then
 2. the other blobs, most recently used first,
 
-until `max_bytes` of compressed ranges have been read. Wanted entries of one layer
+until `max_bytes` of compressed ranges have been read (or the entry's `prefetch=` bound,
+never more than a quarter of the local store). Wanted entries of one layer
 that lie close together (gaps up to `gap_bytes`) are read as one Range request of at
 most `max_span_bytes`, several spans at a time (`threads`), so the import's cost is
 bandwidth, not round trips. The spans are read in the order the build will want their
@@ -159,7 +160,7 @@ class HotSetPrefetch:
 
     def image_installed(self, image: ImportedImage) -> None:
         """Starts the prefetch of a newly imported image in the background (once per image)."""
-        if self.max_bytes <= 0:
+        if self.bound(image) <= 0:
             return
         with self._lock:
             if image.digest in self._done:
@@ -175,6 +176,14 @@ class HotSetPrefetch:
 
     def close(self) -> None:
         self._stop.set()
+
+    def bound(self, image: ImportedImage) -> int:
+        """Compressed bytes to read for `image`: its entry's `prefetch=`, else `max_bytes`;
+        at most a quarter of the local store either way."""
+        if image.prefetch_bytes is None:
+            return self.max_bytes
+        store_bytes = getattr(self.store, "max_size_bytes", None)
+        return min(image.prefetch_bytes, store_bytes // 4) if isinstance(store_bytes, int) else image.prefetch_bytes
 
     # ---- the work -------------------------------------------------------------------
 
@@ -194,7 +203,7 @@ class HotSetPrefetch:
         ]
         others.sort(key=lambda entry: -entry.last_used)
         chosen: List[BlobEntry] = []
-        budget = self.max_bytes
+        budget = self.bound(image)
         store_bytes = getattr(self.store, "max_size_bytes", None)
         for entry in results + others:
             if entry.compressed_length > min(budget, MAX_PREFETCHED_BLOB_BYTES):
@@ -217,6 +226,7 @@ class HotSetPrefetch:
         except CacheError as error:
             logger.info("cache-from %s: no prefetch: %s", image.entry_text, error)
             return stats
+        bound = self.bound(image)
         claimed = set(self.imports.claim_fetches([entry.digest for entry in chosen]))
         wanted = [entry for entry in chosen if entry.digest in claimed]
         # Spans in the order of their most urgent entry: `chosen` lists the ActionResults first.
@@ -224,7 +234,7 @@ class HotSetPrefetch:
         kept: List[Span] = []
         total = 0
         for span in spans:  # the bound counts every byte read, the gaps in spans too
-            if len(kept) < MAX_REQUESTS and total + span.length <= self.max_bytes:
+            if len(kept) < MAX_REQUESTS and total + span.length <= bound:
                 kept.append(span)
                 total += span.length
             else:

@@ -48,9 +48,17 @@ class ImportedImage:
     """One imported image: its decoded index, its target and the blobs set aside."""
 
     def __init__(
-        self, entry_text: str, target: ImageTarget, loaded: LoadedImage, clock: Callable[[], float] = time.monotonic
+        self,
+        entry_text: str,
+        target: ImageTarget,
+        loaded: LoadedImage,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        prefetch_bytes: Optional[int] = None,
     ) -> None:
         self.entry_text = entry_text
+        self.prefetch_bytes = prefetch_bytes
+        """The entry's `prefetch=` bound (None: the daemon's default)."""
         self.target = target
         self.loaded = loaded
         self.index = loaded.index

@@ -173,7 +173,7 @@ class CacheImporter:
             logger.debug("cache-from %s: unexpected error", entry.to_text(), exc_info=True)
             self._warn(position, entry, RuntimeError(f"unexpected {type(error).__name__}: {error}"), keeping=known_digest is not None)
             return False
-        self.import_set.set_image(position, ImportedImage(text, target, loaded))
+        self.import_set.set_image(position, ImportedImage(text, target, loaded, prefetch_bytes=entry.prefetch_bytes))
         self._warned[position] = ""
         self._states[position] = ImportState(entry.to_text(), loaded.digest)
         logger.info(
