@@ -11,7 +11,12 @@
 #   2. the daemon is stopped and its local store deleted, and the build runs again as a
 #      fresh machine would (an empty Pants local store, --no-local-cache): the plugin
 #      starts a new daemon, which imports the cache image, and every process is served
-#      from it, with byte-identical outputs.
+#      from it, with byte-identical outputs;
+#   3. a developer's edit: a word added to data/words.txt and gen:tiny's command changed;
+#      build 3 misses for the processes that depend on them, and `oci-cache explain` (the
+#      table, then `--json`) says for each miss which process it was, its previous version
+#      in the cache image (the embedded default is exported in mode=max, which keeps every
+#      Action and Command) and what differs.
 #
 # After each build the plugin prints its summary line (`oci-cache: H hits, M misses, ...;
 # exported N entries ... to type=local,dest=...`, or, when the run added nothing,
@@ -143,7 +148,35 @@ warm_seconds="$ELAPSED"
 echo "      $(plugin_summary warm)"
 
 .venv/bin/oci-cache status --state-dir "$STATE_DIR" >"$DEMO_DIR/status.txt" 2>&1 || true
+
+echo "demo: a developer's edit (a word added to data/words.txt, gen:tiny's command changed); build 3 ..."
+echo "zebra" >>"$BUILDROOT/data/words.txt"
+sed -i 's/printf a > tiny\/a.txt/printf A > tiny\/a.txt/' "$BUILDROOT/gen/BUILD"
+build edited --no-local-cache
+edited_seconds="$ELAPSED"
+echo "      $(plugin_summary edited)"
+.venv/bin/oci-cache explain --state-dir "$STATE_DIR" >"$DEMO_DIR/explain.txt" 2>&1 || true
+.venv/bin/oci-cache explain --state-dir "$STATE_DIR" --json >"$DEMO_DIR/explain.json" 2>"$DEMO_DIR/explain.err" || true
 stop_daemon
+# What the explanation must say: every miss with Pants' description; gen:tiny's previous
+# version found, with its changed argument.
+explained="$(.venv/bin/python - "$DEMO_DIR/explain.json" <<'PY'
+import json, sys
+try:
+    misses = json.load(open(sys.argv[1]))["misses"]
+except (OSError, ValueError, KeyError) as error:
+    print(f"unreadable ({error})"); sys.exit()
+tiny = [m for m in misses if "gen:tiny" in (m["description"] or "")]
+ok = (
+    misses
+    and all(m["description"] for m in misses)
+    and len(tiny) == 1
+    and tiny[0]["nearest"] is not None
+    and any(d["kind"] == "argv" and "printf A" in (d["after"] or "") for d in tiny[0]["differences"])
+)
+print("yes" if ok else "NO")
+PY
+)"
 
 cacheable="$(counter cold remote_cache_requests)"
 written="$(counter cold remote_cache_write_successes)"
@@ -169,12 +202,22 @@ Build 1, cold cache:                     ${cold_seconds} s (net of start-up $(mi
 Build 2, fresh machine:                  ${warm_seconds} s (net of start-up $(minus "$warm_seconds" "$startup_seconds") s) - ${hits} of ${lookups} processes served from the cache image, $((lookups - hits)) run locally
   plugin: $(plugin_summary warm)
 Outputs of both builds byte-identical:   ${identical}
+Build 3, after an edit:                  ${edited_seconds} s - $(counter edited remote_cache_requests_uncached) misses, $(counter edited remote_cache_requests_cached) hits
+  plugin: $(plugin_summary edited)
+
+Why build 3 missed (oci-cache explain --state-dir ${STATE_DIR#"$REPO_ROOT"/}):
+$(cat "$DEMO_DIR/explain.txt")
+
+The same as JSON (oci-cache explain --json), saved in ${DEMO_DIR#"$REPO_ROOT"/}/explain.json:
+$(cat "$DEMO_DIR/explain.json")
+Every miss explained, gen:tiny's change named: ${explained}
+
 The cache image (OCI image layout):      ${image_dir#"$REPO_ROOT"/}
 The daemon (started by the plugin, stopped by this script): state, store and log in ${STATE_DIR#"$REPO_ROOT"/}/
 Logs of the builds:                      ${DEMO_DIR#"$REPO_ROOT"/}/
 SUMMARY
 
-warnings="$(plugin_warnings cold)$(plugin_warnings warm)"
+warnings="$(plugin_warnings cold)$(plugin_warnings warm)$(plugin_warnings edited)"
 if [[ -n "$warnings" ]]; then
   echo "demo: the plugin warned:" >&2
   echo "$warnings" >&2
@@ -184,4 +227,8 @@ if [[ "$cacheable" -eq 0 || "$hits" -ne "$cacheable" || "$lookups" -ne "$cacheab
   echo "demo: FAILED - build 2 was not served entirely from the cache through the plugin (see $DEMO_DIR/warm.log)." >&2
   exit 1
 fi
-echo "demo: OK - build 2 was served entirely from the cache image, through the plugin."
+if [[ "$explained" != "yes" ]]; then
+  echo "demo: FAILED - oci-cache explain did not explain build 3's misses (see $DEMO_DIR/explain.json, $DEMO_DIR/explain.err)." >&2
+  exit 1
+fi
+echo "demo: OK - build 2 was served entirely from the cache image, through the plugin, and build 3's misses were explained."

@@ -79,7 +79,7 @@ def test_wait_exports_to_the_embedded_layout_and_summarizes_the_run(settings: Da
     assert ok, line
     assert re.fullmatch(
         r"oci-cache: 1 hit, 1 miss, 8\.8KiB read, 8\.8KiB written; exported 1 entry \(1 new layer, \S+ uploaded, "
-        rf"0 reused\) to type=local,dest={re.escape(str(layout))} in \d+\.\ds",
+        rf"0 reused\) to type=local,dest={re.escape(str(layout))},mode=max in \d+\.\ds",
         line,
     ), line
     assert (layout / "index.json").is_file()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from oci_cache.cache_entries import parse_cache_to
 from oci_cache.daemon.daemon_dir import DaemonDir, find_daemon_dirs
 from oci_cache.daemon.life_lock import is_locked, try_lock, wait_for_lock, wait_until_unlocked
 from oci_cache.daemon.settings import (
@@ -69,12 +70,13 @@ def test_validate_names_the_bad_setting(tmp_path: Path) -> None:
         settings(tmp_path, state_dir="relative/state").validate()
 
 
-def test_embedded_default_is_a_layout_in_the_daemon_dir(tmp_path: Path) -> None:
+def test_embedded_default_is_a_layout_in_the_daemon_dir_exported_in_mode_max(tmp_path: Path) -> None:
     plain = settings(tmp_path, embedded_default=True)
     directory = Path("/state/a,b")
     cache_from, cache_to = effective_cache_entries(plain, directory)
     assert cache_from == ('type=local,"src=/state/a,b/cache-image"',)  # quoted: the path holds a comma
-    assert cache_to == ('type=local,"dest=/state/a,b/cache-image"',)
+    assert cache_to == ('type=local,"dest=/state/a,b/cache-image",mode=max',)
+    assert parse_cache_to(cache_to[0]).mode == "max"
     configured = replace(plain, cache_to=("type=registry,ref=r.example/x:c",))
     assert effective_cache_entries(configured, directory) == ((), ("type=registry,ref=r.example/x:c",))
     assert settings(tmp_path).uses_embedded_default  # the default

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
 
 from oci_cache.cache_entries import CacheFrom, CacheTo
 from oci_cache.cache_image.exporting.export_markers import ExportMarkers, pending_entries
+from oci_cache.cache_image.importing.early_manifests import EarlyManifests
 from oci_cache.cache_image.importing.hot_set_prefetch import HotSetPrefetch, prefetch_bytes_bound
 from oci_cache.cache_image.importing.imported_images import ImportSet
 from oci_cache.cache_image.importing.importer import DEFAULT_REFRESH_SECONDS, CacheImporter, ImportState
@@ -140,12 +141,15 @@ def open_serving_stack(
     start_import: bool = True,
     secret_env_names: Sequence[str] = (),
     masking_key_file: Optional[Path] = None,
+    early_manifests: Optional[EarlyManifests] = None,
     **exporter_options: Any,
 ) -> ServingStack:
     """The stack on STATE_DIR/store. With `start_import=False` the background import
     starts when `ServingStack.start` is called (serve calls it once it listens).
     `secret_env_names` and `masking_key_file` (None: STATE_DIR/secret-masking.key) say
     which Commands the export withholds and how it masks them (cache_image/exporting/secret_commands.py).
+    `early_manifests`: the cache-from targets and manifests already being read (serve
+    starts them first); the import starts from them.
     `exporter_options` go to CacheExporter (e.g. confirm_delay, max_layer_bytes)."""
     cache_from = list(cache_from)
     cache_to = list(cache_to)
@@ -154,7 +158,7 @@ def open_serving_stack(
         return ServingStack(store, store, CompletenessCheckingActionCache(store, store))
     try:
         imports = ImportSet(expected=len(cache_from))
-        importer = CacheImporter(cache_from, imports, refresh_seconds=refresh_seconds)
+        importer = CacheImporter(cache_from, imports, refresh_seconds=refresh_seconds, early=early_manifests)
         blobs = ImportingBlobStore(store, imports)
         prefetch = HotSetPrefetch(imports, store, prefetch_bytes_bound(max_size_bytes))
         imports.add_install_listener(prefetch.image_installed)

@@ -24,10 +24,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
 
 from oci_cache import __version__
 from oci_cache.cache_entries import CacheFrom, CacheTo, parse_cache_from, parse_cache_to
+from oci_cache.cache_image.importing.early_manifests import EarlyManifests
 from oci_cache.daemon.daemon_dir import DAEMON_LOCK_FILE
 from oci_cache.daemon.life_lock import try_lock
 from oci_cache.daemon_state import DaemonState, remove_daemon_state, write_daemon_state
@@ -163,8 +164,9 @@ def _log_to_file(path: Path) -> None:
     root.addHandler(handler)
 
 
-def open_stack(config: ServeConfig) -> "ServingStack":
-    """The serving stack for `config`; `serve` starts its import before the server listens."""
+def open_stack(config: ServeConfig, early: Optional["EarlyManifests"] = None) -> "ServingStack":
+    """The serving stack for `config`; `serve` starts its import before the server
+    listens. `early`: the cache-from manifests already being read."""
     from oci_cache.cache_image.serving_stack import open_serving_stack  # here: `serve --help` does not need it
 
     return open_serving_stack(
@@ -175,10 +177,11 @@ def open_stack(config: ServeConfig) -> "ServingStack":
         start_import=False,
         secret_env_names=config.secret_env_names,
         masking_key_file=config.masking_key_file,
+        early_manifests=early,
     )
 
 
-def serve(config: ServeConfig, open_stack: Callable[[ServeConfig], "ServingStack"] = open_stack) -> int:
+def serve(config: ServeConfig) -> int:
     """Runs until SIGTERM/SIGINT, a Shutdown call or the idle timeout; the exit status."""
     stop = _stop_on_signals()
     try:
@@ -191,9 +194,13 @@ def serve(config: ServeConfig, open_stack: Callable[[ServeConfig], "ServingStack
         print(f"oci-cache serve: another oci-cache serve uses the state directory {config.state_dir}", file=sys.stderr)
         return 1
     with life_lock:  # held until this process is done with the state directory
+        # The import's first round trips (set-up, manifest) start now, while the rest loads.
+        early = EarlyManifests(config.cache_from) if config.cache_from else None
         try:
-            stack = open_stack(config)
+            stack = open_stack(config, early)
         except (CacheError, OSError, ValueError) as error:
+            if early is not None:
+                early.close()
             print(f"oci-cache serve: cannot open the store in {config.state_dir}: {error}", file=sys.stderr)
             return 1
         try:

@@ -115,10 +115,12 @@ def masking_key_file(settings: DaemonSettings) -> Path:
 
 def effective_cache_entries(settings: DaemonSettings, directory: Path) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
     """(cache_from, cache_to) the daemon is started with: the configured entries, or
-    with neither configured, the embedded default layout in `directory`."""
+    with neither configured, the embedded default layout in `directory`, exported in
+    mode=max: it stays on this machine, and its Actions and Commands (secrets withheld,
+    as in any mode=max image) let `oci-cache explain` find every miss's previous version."""
     if settings.uses_embedded_default:
         layout = Path(directory) / EMBEDDED_LAYOUT_DIR
-        return (f"type=local,{_csv_field(f'src={layout}')}",), (f"type=local,{_csv_field(f'dest={layout}')}",)
+        return (f"type=local,{_csv_field(f'src={layout}')}",), (f"type=local,{_csv_field(f'dest={layout}')},mode=max",)
     return settings.cache_from, settings.cache_to
 
 

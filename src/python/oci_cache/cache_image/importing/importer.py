@@ -29,10 +29,11 @@ from typing import Callable, List, Optional, Sequence
 from oci_cache.cache_entries import CacheFrom
 from oci_cache.cache_image.entry_targets import IMPORT_RETRY, open_entry_target
 from oci_cache.cache_image.errors import CacheImageNotFoundError, NewerFormatError
+from oci_cache.cache_image.importing.early_manifests import EarlyManifests
 from oci_cache.cache_image.importing.imported_images import ImportedImage, ImportSet
 from oci_cache.cache_image.loaded_image import load_cache_image, manifest_reference
 from oci_cache.errors import CacheError
-from oci_cache.oci.target import ImageTarget
+from oci_cache.oci.target import ImageTarget, Manifest
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +72,12 @@ class CacheImporter:
         open_target: TargetOpener = _default_opener,
         refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
         failed_retry_seconds: float = FAILED_IMPORT_RETRY_SECONDS,
+        early: Optional[EarlyManifests] = None,
     ) -> None:
+        """`early`: the entries' targets and manifests, already being read
+        (early_manifests.py); the first import of each entry starts from them."""
         self.entries = list(entries)
+        self._early = early
         self.import_set = import_set
         self._open_target = open_target
         self._refresh_seconds = refresh_seconds
@@ -96,6 +101,8 @@ class CacheImporter:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        if self._early is not None:
+            self._early.close()
         for target in self._targets:
             if target is not None:
                 try:
@@ -159,13 +166,14 @@ class CacheImporter:
         entry = self.entries[position]
         text = self._entry_text(position)
         try:
+            manifest = self._early_manifest(position) if known_digest is None else None
             target = self._target(position)
             if known_digest is not None:
                 digest = target.head_manifest(manifest_reference(target))
                 if digest is None or digest == known_digest:
                     return False  # unchanged (or gone: keep what we have)
             started = time.monotonic()
-            loaded = load_cache_image(target)
+            loaded = load_cache_image(target, manifest=manifest)
         except (CacheError, OSError, ValueError) as error:
             self._warn(position, entry, error, keeping=known_digest is not None)
             return False
@@ -186,6 +194,20 @@ class CacheImporter:
             time.monotonic() - started,
         )
         return True
+
+    def _early_manifest(self, position: int) -> Optional[Manifest]:
+        """The manifest the early read got for this entry (its target becomes this
+        importer's), once; None when there was none, or it failed (then read again)."""
+        if self._early is None:
+            return None
+        target, manifest = self._early.take(position)
+        if target is not None:
+            with self._lock:
+                if self._targets[position] is None:
+                    self._targets[position] = target
+                    return manifest
+            target.close()
+        return None
 
     def _target(self, position: int) -> ImageTarget:
         with self._lock:
