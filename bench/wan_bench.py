@@ -578,6 +578,7 @@ def measure_repo(name: str, servers: Servers, rtts: Sequence[float], setup_ms: O
             peer = TcpRelay(link, f"127.0.0.1:{servers.buildgrid_port}")
             wan_config = plugin_config(WORK / f"{name}-wan-{rtt_ms:g}.toml", f"type=registry,ref={front.address}/{repository}:{tag}")
             startup, local, buildgrid, plugin = Series("start-up"), Series("(c) Pants' warm local cache"), Series("(b) BuildGrid across the link"), Series("(a) plugin across the link, fresh machine")
+            loopback = Series("(d) BuildGrid on loopback, no link")
             try:
                 for round_number in range(1, rounds + 1):
                     for attempt in (1, 2):
@@ -589,6 +590,11 @@ def measure_repo(name: str, servers: Servers, rtts: Sequence[float], setup_ms: O
                             r_peer = runner.run(
                                 f"buildgrid-{tag_}",
                                 ["--no-local-cache", f"--remote-store-address=grpc://{peer.address}", "--remote-cache-read", "--remote-cache-write"],
+                            )
+                            # What any remote cache costs Pants with no link at all: its floor.
+                            r_loopback = runner.run(
+                                f"loopback-{tag_}",
+                                ["--no-local-cache", f"--remote-store-address=grpc://127.0.0.1:{servers.buildgrid_port}", "--remote-cache-read", "--remote-cache-write"],
                             )
                             state_dir = runner.dir / f"plugin-{tag_}-state"
                             before = link.snapshot()
@@ -603,6 +609,9 @@ def measure_repo(name: str, servers: Servers, rtts: Sequence[float], setup_ms: O
                             startup.samples.append(Sample(round_startup, 0.0, {}, summary=f"{first_startup:.2f}+{second_startup:.2f}"))
                             local.samples.append(Sample(r_local.seconds, r_local.seconds - round_startup, r_local.counters, r_local.goal_seconds))
                             buildgrid.samples.append(Sample(r_peer.seconds, r_peer.seconds - round_startup, r_peer.counters, r_peer.goal_seconds))
+                            loopback.samples.append(
+                                Sample(r_loopback.seconds, r_loopback.seconds - round_startup, r_loopback.counters, r_loopback.goal_seconds)
+                            )
                             plugin.samples.append(
                                 Sample(
                                     r.seconds,
@@ -632,7 +641,9 @@ def measure_repo(name: str, servers: Servers, rtts: Sequence[float], setup_ms: O
                 front.close()
                 peer.close()
                 link.close()
-            report += format_report(name, rtt_ms, setup * 1000, mbit, rounds, cacheable, cold_local.seconds, startup, local, buildgrid, plugin, probe)
+            report += format_report(
+                name, rtt_ms, setup * 1000, mbit, rounds, cacheable, cold_local.seconds, startup, local, buildgrid, plugin, probe, loopback
+            )
     finally:
         runner.stop_all()
     return report
@@ -663,6 +674,7 @@ def format_report(
     buildgrid: Series,
     plugin: Series,
     probe: str,
+    loopback: Series,
 ) -> List[str]:
     lines = [
         "",
@@ -676,7 +688,12 @@ def format_report(
         f"{'pants --version (start-up)':<42} {'-':>7} {'-':>7} {startup.median('seconds'):7.2f} {'':>6} {'':>8} {'':>5}  "
         + " ".join(f"{s.seconds:.2f} ({s.summary})" for s in startup.samples)
     )
-    for series, hits in ((local, "local_cache_requests_cached"), (buildgrid, "remote_cache_requests_cached"), (plugin, "remote_cache_requests_cached")):
+    for series, hits in (
+        (local, "local_cache_requests_cached"),
+        (buildgrid, "remote_cache_requests_cached"),
+        (plugin, "remote_cache_requests_cached"),
+        (loopback, "remote_cache_requests_cached"),
+    ):
         remote = series is not local
         lines.append(
             f"{series.label:<42} {series.median('goal'):7.2f} {series.median('net'):7.2f} {series.median('seconds'):7.2f} {series.counter_range(hits):>6} "
@@ -715,6 +732,8 @@ def format_report(
         ("plugin / BuildGrid", plugin, buildgrid, 0.7),
         ("plugin / Pants' local warm cache", plugin, local, 1.3),
         ("BuildGrid / Pants' local warm cache", buildgrid, local, None),
+        ("plugin / BuildGrid on loopback", plugin, loopback, None),
+        ("BuildGrid on loopback / local cache", loopback, local, None),
     ):
         by_goal = ratio(a.median("goal"), b.median("goal"))
         by_net = ratio(a.median("net"), b.median("net"))

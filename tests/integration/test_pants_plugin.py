@@ -32,6 +32,7 @@ from typing import Dict, Iterator, List, Optional, Set
 
 import pytest
 
+from oci_cache.cache_entries import parse_cache_to
 from pants_runs import (
     alive,
     daemon_logs,
@@ -168,11 +169,14 @@ def test_a_fresh_machine_is_served_from_the_cache_through_the_plugin(repo: Plugi
     assert (int(hits), int(misses), written) == (CACHEABLE_PROCESSES, 0, "0B"), report(second)
     assert read.endswith("MiB"), report(second)  # the 6.2 MB and 1.6 MB outputs came from the daemon
     # No cache_from / cache_to: the embedded default, an OCI image layout in the daemon's
-    # directory; everything was served from it, so the export finds it up to date.
+    # directory (exported in mode=max); everything was served from it, so the export finds
+    # it up to date.
     assert export.startswith("type=local,dest=") and (
         f" is up to date ({CACHEABLE_PROCESSES} entries, nothing new) in " in export
     ), report(second)
-    layout = Path(export.split("type=local,dest=", 1)[1].split(" is up to date", 1)[0])
+    embedded = parse_cache_to(export.split(" is up to date", 1)[0])
+    assert embedded.mode == "max", report(second)
+    layout = Path(embedded.location)
     assert layout.parent.parent == repo.state_dir and (layout / "index.json").is_file(), report(second)
     assert sorted(p.name for p in (repo.buildroot / "dist-warm" / "codegen" / "gen").iterdir()) == sorted(
         p.name for p in (repo.buildroot / "dist-cold" / "codegen" / "gen").iterdir()
