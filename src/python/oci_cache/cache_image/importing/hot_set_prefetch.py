@@ -75,9 +75,12 @@ def prefetch_bytes_bound(local_store_bytes: Optional[int]) -> int:
             bound = max(0, int(text))
         except ValueError:
             logger.warning("%s=%r is not a number of bytes; using %d", PREFETCH_BYTES_VARIABLE, text, bound)
-    if local_store_bytes:
-        bound = min(bound, local_store_bytes // 4)
-    return bound
+    return within_store(bound, local_store_bytes)
+
+
+def within_store(bound: int, local_store_bytes: Optional[int]) -> int:
+    """`bound`, and at most a quarter of a local store of that size (None or 0: unknown)."""
+    return min(bound, local_store_bytes // 4) if local_store_bytes else bound
 
 
 @dataclass
@@ -183,7 +186,7 @@ class HotSetPrefetch:
         if image.prefetch_bytes is None:
             return self.max_bytes
         store_bytes = getattr(self.store, "max_size_bytes", None)
-        return min(image.prefetch_bytes, store_bytes // 4) if isinstance(store_bytes, int) else image.prefetch_bytes
+        return within_store(image.prefetch_bytes, store_bytes if isinstance(store_bytes, int) else None)
 
     # ---- the work -------------------------------------------------------------------
 
