@@ -34,7 +34,7 @@ def main(line: str, buildroot: str) -> None:
     global_defaults.update(remote_cache_read=True, remote_cache_write=True)
     options = Options({"oci-cache": plugin_options, "": global_defaults})
 
-    handle = SimpleNamespace(address="grpc://127.0.0.1:4242", token="t0ken", status=None)
+    handle = SimpleNamespace(address="grpc://127.0.0.1:4242", token="t0ken", status=None, started=True)
     auth.ensure_daemon = lambda settings: handle  # type: ignore[assignment]
     initial_headers = dict(global_defaults["remote_store_headers"])
     # As DynamicRemoteOptions.from_options calls it, in every line: by keyword.

@@ -42,6 +42,11 @@ def test_port_zero_prints_address_and_writes_daemon_json(server_factory, tmp_pat
     assert recorded["address"] == server.address
     assert recorded["pid"] == server.pid
     assert recorded["version"] and recorded["started_at"] > 0
+    # The store opens once the server listens; a cache call waits for it.
+    lookup = re_pb2.GetActionResultRequest(action_digest=digest_of(b"no such action"))
+    with pytest.raises(grpc.RpcError) as missing:
+        re_grpc.ActionCacheStub(server.channel()).GetActionResult(lookup, timeout=30)
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
     assert (state_dir / "store").is_dir()
     assert server.stop() == 0
     assert not (state_dir / "daemon.json").exists()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any, Dict, List, Mapping, Optional
 
 from pants.base.build_environment import get_buildroot
@@ -65,6 +66,7 @@ def remote_auth(
     prior_result: Optional[AuthPluginResult],
 ) -> AuthPluginResult:
     run_state.record(None)
+    waited_from = time.monotonic()
     try:
         settings = settings_from_options(options.for_scope(OPTIONS_SCOPE), get_buildroot(), env)
         handle = ensure_daemon(settings)
@@ -72,6 +74,12 @@ def remote_auth(
         return _unavailable(initial_execution_headers, initial_store_headers, str(error))
     except Exception as error:  # noqa: BLE001 - the cache must never fail the build
         return _unavailable(initial_execution_headers, initial_store_headers, f"{type(error).__name__}: {error}")
+    # Pants waits for this before it goes on with its start-up (bench/wan_bench.py reads it).
+    logger.debug(
+        "oci-cache: the daemon answered in %.3fs (%s)",
+        time.monotonic() - waited_from,
+        "started by this run" if handle.started else "already running",
+    )
     run_state.record(run_state.RunStart(handle))
     store_headers = dict(initial_store_headers)
     store_headers["authorization"] = f"Bearer {handle.token}"

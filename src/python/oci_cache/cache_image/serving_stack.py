@@ -80,10 +80,12 @@ class ServingStack:
         pending_export_entries: Optional[Callable[[], int]] = None,
         close_first: Sequence[Callable[[], None]] = (),
         connect_ahead: Optional[Callable[[], None]] = None,
+        imports: Optional[ImportSet] = None,
     ) -> None:
         self.local = local
         self.blobs = blobs
         self.action_cache = action_cache
+        self.imports = imports  # the cache-from images (None without cache-from entries)
         self._importer = importer
         self._export = export
         self._pending_export_entries = pending_export_entries
@@ -193,6 +195,7 @@ def open_serving_stack(
         pending_export_entries=pending if cache_to else None,
         close_first=(prefetch.close, exporter.close, blobs.close),
         connect_ahead=exporter.connect if cache_to else None,
+        imports=imports,
     )
     if start_import:
         stack.start()

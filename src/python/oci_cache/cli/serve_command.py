@@ -1,7 +1,8 @@
 """`oci-cache serve`: run the REAPI cache server in the foreground.
 
 Prints `listening on grpc://HOST:PORT` as the first line on stdout once the
-server accepts calls, records the daemon in STATE_DIR/daemon.json, and stops
+server accepts calls, records the daemon in STATE_DIR/daemon.json (both before the
+local store is open: calls that come first wait for it), and stops
 gracefully on SIGTERM or SIGINT (removing daemon.json). The local store lives in
 STATE_DIR/store.
 
@@ -24,11 +25,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
 
 from oci_cache import __version__
 from oci_cache.cache_entries import CacheFrom, CacheTo, parse_cache_from, parse_cache_to
 from oci_cache.cache_image.importing.early_manifests import EarlyManifests
+from oci_cache.cache_image.opening_stack import OpeningStack
 from oci_cache.daemon.daemon_dir import DAEMON_LOCK_FILE
 from oci_cache.daemon.life_lock import try_lock
 from oci_cache.daemon_state import DaemonState, remove_daemon_state, write_daemon_state
@@ -196,24 +198,39 @@ def serve(config: ServeConfig) -> int:
     with life_lock:  # held until this process is done with the state directory
         # The import's first round trips (set-up, manifest) start now, while the rest loads.
         early = EarlyManifests(config.cache_from) if config.cache_from else None
+        # The server listens before the stack opens (cache_image/opening_stack.py): a run of
+        # Pants waits for this daemon to answer, and its first cache call comes much later.
+        opening = OpeningStack(
+            can_export=bool(config.cache_to), has_imports=bool(config.cache_from), max_bytes=config.max_size_bytes
+        )
         try:
-            stack = open_stack(config, early)
-        except (CacheError, OSError, ValueError) as error:
-            if early is not None:
-                early.close()
-            print(f"oci-cache serve: cannot open the store in {config.state_dir}: {error}", file=sys.stderr)
-            return 1
-        try:
-            # The import's round trips to the registry (the manifest, the config, the
-            # index) go on while this process loads gRPC and starts listening.
-            stack.start()
-            return _serve_stack(config, stack, stop)
+            return _serve_stack(config, opening, stop, lambda: _open_and_start(config, early, opening))
         finally:
-            stack.close()
+            if early is not None:
+                early.close()  # taken over by the import, or left over when the stack did not open
+            opening.close()
 
 
-def _serve_stack(config: ServeConfig, stack: "ServingStack", stop: threading.Event) -> int:
-    # Imported here, after the import has started: grpc takes a few hundred ms to load.
+def _open_and_start(config: ServeConfig, early: Optional["EarlyManifests"], opening: OpeningStack) -> bool:
+    """Opens the stack behind `opening` and starts its import; False (and says why) when it cannot."""
+    try:
+        stack = open_stack(config, early)
+    except (CacheError, OSError, ValueError) as error:
+        message = f"cannot open the store in {config.state_dir}: {error}"
+        opening.failed(message)
+        print(f"oci-cache serve: {message}", file=sys.stderr)
+        logger.error("%s", message)
+        return False
+    # The import's round trips to the registry (the manifest, the config, the index).
+    stack.start()
+    opening.opened(stack)
+    return True
+
+
+def _serve_stack(
+    config: ServeConfig, stack: "OpeningStack", stop: threading.Event, open_now: Callable[[], bool]
+) -> int:
+    # Imported here, after the manifests' round trips have started: grpc takes a few hundred ms to load.
     from oci_cache.server.daemon_control import DaemonIdentity
     from oci_cache.server.daemon_runtime import DaemonRuntime
     from oci_cache.server.grpc_server import ServerOptions, build_server
@@ -246,6 +263,7 @@ def _serve_stack(config: ServeConfig, stack: "ServingStack", stop: threading.Eve
         return 1
     server.start()
     address = f"grpc://{_host_of(config.listen)}:{port}"
+    opened = False
     try:
         control_url = runtime.started(address)
         state = DaemonState(
@@ -261,22 +279,25 @@ def _serve_stack(config: ServeConfig, stack: "ServingStack", stop: threading.Eve
         sys.stdout.write(f"listening on {address}\n")
         sys.stdout.flush()
         logger.info("serving on %s (state %s, pid %d, control %s)", address, config.state_dir, os.getpid(), control_url)
+        opened = open_now()
+        if not opened:
+            return 1
         reason = runtime.wait()
         logger.info("stopping (%s)", reason)
     finally:
-        # Stop accepting calls, export once, and only then say that we are gone.
-        runtime.stop(server)
+        # Stop accepting calls, export once (if the store opened), and only then say that we are gone.
+        runtime.stop(server, final_export=opened)
         remove_daemon_state(config.state_dir, pid=os.getpid())
     return 0
 
 
-def _miss_recorder(config: ServeConfig, stack: "ServingStack") -> Any:
+def _miss_recorder(config: ServeConfig, stack: "OpeningStack") -> Any:
     """What records this daemon's misses for `oci-cache explain` (explain/daemon_hook.py):
-    candidates from the local store and the imported images."""
+    candidates from the local store and the imported images (reached once the stack is open)."""
     from oci_cache.explain.candidates import ExplainSources
     from oci_cache.explain.daemon_hook import open_miss_recorder
 
-    sources = ExplainSources(stack.local.iter_action_digests, getattr(stack.blobs, "imports", None))
+    sources = ExplainSources(lambda: stack.local.iter_action_digests(), stack.imports)
     return open_miss_recorder(
         config.state_dir,
         stack.blobs,

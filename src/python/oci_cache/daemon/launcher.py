@@ -69,7 +69,9 @@ class DaemonHandle:
     control_url: str
     directory: Path
     pid: int
-    status: DaemonStatus  # as of the reuse check or the start
+    # As of the reuse check; None for a daemon this call started (its counters start at 0,
+    # and asking would wait for its store to open, which Pants need not wait for).
+    status: Optional[DaemonStatus]
     started: bool  # True when this call started the daemon
 
     def client(self) -> ControlClient:
@@ -129,7 +131,9 @@ def _status(state: DaemonState, token: str, timeout: float) -> Optional[DaemonSt
         return None
 
 
-def _handle(state: DaemonState, token: str, directory: DaemonDir, status: DaemonStatus, started: bool) -> DaemonHandle:
+def _handle(
+    state: DaemonState, token: str, directory: DaemonDir, status: Optional[DaemonStatus], started: bool
+) -> DaemonHandle:
     return DaemonHandle(
         address=state.address,
         token=token,
@@ -192,10 +196,9 @@ def _start_once(
     while True:
         state = read_daemon_state(directory.path)
         if state is not None and state.pid == pid and state.control_url:
-            status = _status(state, token, STATUS_TIMEOUT_SECONDS)
-            if status is not None:
-                _remember_port(directory, state.address)
-                return _handle(state, token, directory, status, started=True)
+            # The process we spawned wrote it once its server and control endpoint listen.
+            _remember_port(directory, state.address)
+            return _handle(state, token, directory, None, started=True)
         if not _pid_exists(pid):
             raise _ExitedEarly(f"the daemon exited at start; {_log_tail(directory.log_file)}")
         if time.monotonic() >= deadline:

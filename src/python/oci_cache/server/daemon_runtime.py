@@ -30,6 +30,7 @@ from oci_cache.server.grpc_server import CacheServer, ServerOptions
 from oci_cache.store.metrics import MetricsActionCache, MetricsBlobStore, StoreMetrics
 
 if TYPE_CHECKING:  # the stack's modules are imported when serve opens it
+    from oci_cache.cache_image.opening_stack import OpeningStack
     from oci_cache.cache_image.serving_stack import ServingStack
     from oci_cache.explain.recorder import MissRecorder
 
@@ -47,7 +48,7 @@ class DaemonRuntime:
     def __init__(
         self,
         identity: DaemonIdentity,
-        stack: "ServingStack",
+        stack: "ServingStack | OpeningStack",
         stop: threading.Event,
         *,
         bearer_token: Optional[str] = None,
@@ -108,13 +109,18 @@ class DaemonRuntime:
                 self._stop.set()
         return self._reason or REASON_SIGNAL
 
-    def stop(self, server: CacheServer, grace: float = STOP_GRACE_SECONDS) -> Optional[ExportReport]:
+    def stop(
+        self, server: CacheServer, grace: float = STOP_GRACE_SECONDS, *, final_export: bool = True
+    ) -> Optional[ExportReport]:
         """Stops accepting calls (running ones get `grace` seconds), then exports once
-        (unless a Shutdown call said not to). Returns the final export's report."""
+        (unless a Shutdown call said not to, or `final_export` is False: the store never
+        opened). Returns the final export's report."""
         if self._http is not None:
             self._http.stop()
         server.stop(grace).wait()
         self._control_service.close()
+        if not final_export:
+            return None
         self._save_misses()
         if self.exporter is None or self._skip_final_export:
             return None
