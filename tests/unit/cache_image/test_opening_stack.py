@@ -14,7 +14,7 @@ import pytest
 from action_scenario import make_action, store_action
 from oci_cache.cache_image.opening_stack import OpeningStack
 from oci_cache.cache_image.serving_stack import ServingStack
-from oci_cache.errors import CacheError
+from oci_cache.errors import UnavailableError
 from oci_cache.store.completeness import CompletenessCheckingActionCache
 from oci_cache.store.local_store import LocalStore
 
@@ -52,14 +52,14 @@ def test_a_stack_that_failed_to_open_makes_every_call_an_error_that_says_why(tmp
         lambda: opening.imports.images(),
         lambda: opening.export(),
     ):
-        with pytest.raises(CacheError, match="Permission denied"):
+        with pytest.raises(UnavailableError, match="Permission denied"):
             call()
 
 
 def test_a_stack_too_slow_to_open_is_an_error_not_a_hang(tmp_path: Path) -> None:
     opening = OpeningStack(can_export=False, has_imports=False, max_bytes=1 << 30, wait_seconds=0.05)
     started = time.monotonic()
-    with pytest.raises(CacheError, match="still opening"):
+    with pytest.raises(UnavailableError, match="still opening"):
         opening.action_cache.get_action_result(make_action(1).action)
     assert time.monotonic() - started < 2
 

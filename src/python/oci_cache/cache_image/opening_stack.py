@@ -13,7 +13,7 @@ listens, and only then opens the real stack and hands it over:
 
 Every call on `blobs`, `action_cache`, `local` and `imports` waits until the stack is open
 (at most `wait_seconds`), then goes to the real part; a stack that failed to open makes
-each of them raise CacheError, which the servicers answer as UNAVAILABLE. `status()` waits
+each of them raise UnavailableError, which the servicers answer as UNAVAILABLE. `status()` waits
 a little (`status_wait_seconds`), then reports an empty local store and no imports yet. The
 launcher does not ask for the status of a daemon it has just started: the daemon.json that
 the spawned process writes once it listens is its answer.
@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, List, Optional
 
-from oci_cache.errors import CacheError
+from oci_cache.errors import UnavailableError
 from oci_cache.export_report import ExportReport
 from oci_cache.store.lru_index import LocalStoreStats
 
@@ -69,16 +69,16 @@ class OpeningStack:
         self._done.set()
 
     def failed(self, problem: str) -> None:
-        """The stack could not be opened: every waiting and later call raises CacheError."""
+        """The stack could not be opened: every waiting and later call raises UnavailableError."""
         self._problem = problem or "unknown error"
         self._done.set()
 
     def stack(self) -> "ServingStack":
-        """The open stack, waiting for it; CacheError when it failed or is too slow to open."""
+        """The open stack, waiting for it; UnavailableError when it failed or is too slow to open."""
         if not self._done.wait(self._wait_seconds):
-            raise CacheError(f"the daemon's store is still opening after {self._wait_seconds:.0f}s")
+            raise UnavailableError(f"the daemon's store is still opening after {self._wait_seconds:.0f}s")
         if self._stack is None:
-            raise CacheError(f"the daemon's store could not be opened: {self._problem}")
+            raise UnavailableError(f"the daemon's store could not be opened: {self._problem}")
         return self._stack
 
     # --- the ServingStack interface
