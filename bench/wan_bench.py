@@ -482,7 +482,7 @@ def hit_latency_probe(registry: str, front: str, repository: str, tag: str, work
         if not address:
             return "hit-latency probe: the daemon did not start"
         imported = prefetched = None
-        prefetching = (SOURCES / "oci_cache" / "cache_image" / "hot_set_prefetch.py").exists()
+        prefetching = any((SOURCES / "oci_cache" / "cache_image").glob("**/hot_set_prefetch.py"))
         deadline = time.monotonic() + settle_seconds
         while time.monotonic() < deadline:
             text = log_path.read_text(errors="replace")

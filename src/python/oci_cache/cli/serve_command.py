@@ -48,6 +48,9 @@ HELP = "run the cache server in the foreground"
 DEFAULT_LISTEN = "127.0.0.1:0"
 DEFAULT_STATE_DIR = "~/.cache/pants-oci-cache"
 DEFAULT_MAX_SIZE = "10GiB"
+CONNECTIONS_LEFT_BY_THE_IMPORT = 2
+"""The config and the index are read at once, each on a connection of its own to the
+registry's storage host (where blob GETs redirect), left open for the prefetch."""
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +200,7 @@ def serve(config: ServeConfig) -> int:
         return 1
     with life_lock:  # held until this process is done with the state directory
         # The import's first round trips (set-up, manifest) start now, while the rest loads.
-        early = EarlyManifests(config.cache_from) if config.cache_from else None
+        early = _early_manifests(config) if config.cache_from else None
         # The server listens before the stack opens (cache_image/opening_stack.py): a run of
         # Pants waits for this daemon to answer, and its first cache call comes much later.
         opening = OpeningStack(
@@ -209,6 +212,22 @@ def serve(config: ServeConfig) -> int:
             if early is not None:
                 early.close()  # taken over by the import, or left over when the stack did not open
             opening.close()
+
+
+def _early_manifests(config: ServeConfig) -> EarlyManifests:
+    """The early reads of the cache-from entries, with the prefetch's first connections
+    (early_manifests.py): enough that each prefetch thread starts on a ready connection to
+    the storage host, counting the two that the config and index reads leave open; none
+    for an entry whose prefetch bound is 0."""
+    from oci_cache.cache_image.importing.hot_set_prefetch import PREFETCH_THREADS, prefetch_bytes_bound, within_store
+
+    default_bound = prefetch_bytes_bound(config.max_size_bytes)
+    bounds = [
+        within_store(entry.prefetch_bytes, config.max_size_bytes) if entry.prefetch_bytes is not None else default_bound
+        for entry in config.cache_from
+    ]
+    connections = max(0, PREFETCH_THREADS - CONNECTIONS_LEFT_BY_THE_IMPORT)
+    return EarlyManifests(config.cache_from, connections=connections, prefetch_bounds=bounds)
 
 
 def _open_and_start(config: ServeConfig, early: Optional["EarlyManifests"], opening: OpeningStack) -> bool:
