@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import List
+from typing import Iterator, List, Tuple
 
 import pytest
 
@@ -39,6 +39,19 @@ def _export_image(registry_host: str, repo: str, tmp_path: Path) -> str:
     return f"{repo}:cache"
 
 
+@pytest.fixture
+def image_behind_a_front(registry_plain, unique_repo: str, tmp_path: Path) -> Iterator[Tuple[WanLink, str]]:  # type: ignore[no-untyped-def]
+    """A cache image in the registry, and the link and the "front.address/repo:tag" that reach it."""
+    name = _export_image(registry_plain.host, unique_repo, tmp_path)
+    link = WanLink(rtt=0.0, bandwidth=0, setup=0.0)
+    front = RegistryFront(link, registry_plain.host)
+    try:
+        yield link, f"{front.address}/{name}"
+    finally:
+        front.close()
+        link.close()
+
+
 def _wait_for(condition, seconds: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -58,50 +71,38 @@ def _data_layer_urls(importer: CacheImporter) -> List[str]:
 
 
 def test_the_early_read_leaves_each_data_layer_redirected_and_its_storage_connections_open(
-    registry_plain, unique_repo: str, tmp_path: Path  # type: ignore[no-untyped-def]
+    image_behind_a_front: Tuple[WanLink, str]
 ) -> None:
-    name = _export_image(registry_plain.host, unique_repo, tmp_path)
-    link = WanLink(rtt=0.0, bandwidth=0, setup=0.0)
-    front = RegistryFront(link, registry_plain.host)
-    try:
-        entries = [parse_cache_from(f"type=registry,ref={front.address}/{name}")]
-        early = EarlyManifests(entries, connections=2)
-        # The manifest, then two one-byte reads of the one data layer: each asks the registry
-        # (a 307) and the storage host (a Range read).
-        assert _wait_for(lambda: link.snapshot().requests.get("GET blob", 0) >= 2)
-        importer = CacheImporter(entries, ImportSet(expected=1), refresh_seconds=0, early=early)
-        importer.import_all()
-        [image] = importer.import_set.images()
-        assert image.index.action_count == 3
-        memory = image.target.client.transport.redirect_memory  # type: ignore[attr-defined]
-        data_layer_url = _data_layer_urls(importer)[0]
-        assert memory.lookup(data_layer_url) is not None  # the prefetch goes straight to the storage
-        before = link.snapshot().requests.get("GET blob (307)", 0)
-        assert image.target.read_blob(f"sha256:{image.index.layers[0].hash}", 0, 10)
-        assert link.snapshot().requests.get("GET blob (307)", 0) == before  # no redirect asked again
-        importer.close()
-    finally:
-        front.close()
-        link.close()
+    link, ref = image_behind_a_front
+    entries = [parse_cache_from(f"type=registry,ref={ref}")]
+    early = EarlyManifests(entries, connections=2)
+    # The manifest, then two one-byte reads of the one data layer: each asks the registry
+    # (a 307) and the storage host (a Range read).
+    assert _wait_for(lambda: link.snapshot().requests.get("GET blob", 0) >= 2)
+    importer = CacheImporter(entries, ImportSet(expected=1), refresh_seconds=0, early=early)
+    importer.import_all()
+    [image] = importer.import_set.images()
+    assert image.index.action_count == 3
+    memory = image.target.client.transport.redirect_memory  # type: ignore[attr-defined]
+    data_layer_url = _data_layer_urls(importer)[0]
+    assert memory.lookup(data_layer_url) is not None  # the prefetch goes straight to the storage
+    before = link.snapshot().requests.get("GET blob (307)", 0)
+    assert image.target.read_blob(f"sha256:{image.index.layers[0].hash}", 0, 10)
+    assert link.snapshot().requests.get("GET blob (307)", 0) == before  # no redirect asked again
+    importer.close()
 
 
-def test_an_entry_that_is_not_prefetched_warms_no_connection(registry_plain, unique_repo: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    name = _export_image(registry_plain.host, unique_repo, tmp_path)
-    link = WanLink(rtt=0.0, bandwidth=0, setup=0.0)
-    front = RegistryFront(link, registry_plain.host)
-    try:
-        entries = [parse_cache_from(f"type=registry,ref={front.address}/{name},prefetch=0")]
-        early = EarlyManifests(entries, connections=2)
-        importer = CacheImporter(entries, ImportSet(expected=1), refresh_seconds=0, early=early)
-        importer.import_all()
-        time.sleep(0.2)  # a warm-up would have been started before the import's own reads
-        [image] = importer.import_set.images()
-        memory = image.target.client.transport.redirect_memory  # type: ignore[attr-defined]
-        assert memory.lookup(_data_layer_urls(importer)[0]) is None
-        # Only the config and the index layer were read: two blob GETs, each redirected.
-        assert link.snapshot().requests.get("GET blob (307)", 0) == 2
-        assert link.snapshot().requests.get("GET blob", 0) == 2
-        importer.close()
-    finally:
-        front.close()
-        link.close()
+def test_an_entry_that_is_not_prefetched_warms_no_connection(image_behind_a_front: Tuple[WanLink, str]) -> None:
+    link, ref = image_behind_a_front
+    entries = [parse_cache_from(f"type=registry,ref={ref},prefetch=0")]
+    early = EarlyManifests(entries, connections=2)
+    importer = CacheImporter(entries, ImportSet(expected=1), refresh_seconds=0, early=early)
+    importer.import_all()
+    time.sleep(0.2)  # a warm-up would have been started before the import's own reads
+    [image] = importer.import_set.images()
+    memory = image.target.client.transport.redirect_memory  # type: ignore[attr-defined]
+    assert memory.lookup(_data_layer_urls(importer)[0]) is None
+    # Only the config and the index layer were read: two blob GETs, each redirected.
+    assert link.snapshot().requests.get("GET blob (307)", 0) == 2
+    assert link.snapshot().requests.get("GET blob", 0) == 2
+    importer.close()

@@ -219,13 +219,10 @@ def _early_manifests(config: ServeConfig) -> EarlyManifests:
     (early_manifests.py): enough that each prefetch thread starts on a ready connection to
     the storage host, counting the two that the config and index reads leave open; none
     for an entry whose prefetch bound is 0."""
-    from oci_cache.cache_image.importing.hot_set_prefetch import PREFETCH_THREADS, prefetch_bytes_bound, within_store
+    from oci_cache.cache_image.importing.hot_set_prefetch import PREFETCH_THREADS, entry_prefetch_bound, prefetch_bytes_bound
 
     default_bound = prefetch_bytes_bound(config.max_size_bytes)
-    bounds = [
-        within_store(entry.prefetch_bytes, config.max_size_bytes) if entry.prefetch_bytes is not None else default_bound
-        for entry in config.cache_from
-    ]
+    bounds = [entry_prefetch_bound(entry.prefetch_bytes, default_bound, config.max_size_bytes) for entry in config.cache_from]
     connections = max(0, PREFETCH_THREADS - CONNECTIONS_LEFT_BY_THE_IMPORT)
     return EarlyManifests(config.cache_from, connections=connections, prefetch_bounds=bounds)
 

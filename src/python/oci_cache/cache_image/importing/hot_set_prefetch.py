@@ -83,6 +83,14 @@ def within_store(bound: int, local_store_bytes: Optional[int]) -> int:
     return min(bound, local_store_bytes // 4) if local_store_bytes else bound
 
 
+def entry_prefetch_bound(prefetch_bytes: Optional[int], default_bound: int, local_store_bytes: Optional[int]) -> int:
+    """The bound of an entry whose `prefetch=` is `prefetch_bytes`: that (None: `default_bound`,
+    already within the store), at most a quarter of the local store either way."""
+    if prefetch_bytes is None:
+        return default_bound
+    return within_store(prefetch_bytes, local_store_bytes)
+
+
 @dataclass
 class Span:
     """One Range read: [start, end) of layer `layer`, covering `entries`."""
@@ -183,10 +191,8 @@ class HotSetPrefetch:
     def bound(self, image: ImportedImage) -> int:
         """Compressed bytes to read for `image`: its entry's `prefetch=`, else `max_bytes`;
         at most a quarter of the local store either way."""
-        if image.prefetch_bytes is None:
-            return self.max_bytes
         store_bytes = getattr(self.store, "max_size_bytes", None)
-        return within_store(image.prefetch_bytes, store_bytes if isinstance(store_bytes, int) else None)
+        return entry_prefetch_bound(image.prefetch_bytes, self.max_bytes, store_bytes if isinstance(store_bytes, int) else None)
 
     # ---- the work -------------------------------------------------------------------
 
@@ -368,6 +374,7 @@ class HotSetPrefetch:
 __all__ = [
     "DEFAULT_PREFETCH_BYTES",
     "HotSetPrefetch",
+    "entry_prefetch_bound",
     "PREFETCH_BYTES_VARIABLE",
     "PrefetchStats",
     "Span",
